@@ -1,0 +1,71 @@
+"""Domain exceptions and the exit statuses they map to.
+
+Exceptions are raised where a problem is found; :func:`exit_status_for` and the
+CLI turn them into one line of text and one :class:`ExitStatus`, in one place.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    """What poolbench's exit code means."""
+
+    OK = 0
+    CHECKS_FAILED = 1  # a threshold or an expectation was breached
+    USAGE = 2  # bad flags or a bad scenario file
+    DATABASE = 3  # the database is unreachable, refused us, or is the wrong kind
+    INTERRUPTED = 130  # Ctrl-C or SIGTERM; what was measured is still written
+
+
+class PoolbenchError(Exception):
+    """Base class for every error poolbench reports as one line."""
+
+    exit_status = ExitStatus.USAGE
+
+
+class UsageError(PoolbenchError):
+    """A flag or an override is malformed."""
+
+
+class ScenarioError(PoolbenchError):
+    """The scenario file cannot be read or does not validate."""
+
+    def __init__(self, source: str, message: str, path: str = "", line: int | None = None):
+        self.source = source
+        self.path = path
+        self.line = line
+        self.message = message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.source if self.line is None else f"{self.source}:{self.line}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class DatabaseError(PoolbenchError):
+    """The database could not be used for the run."""
+
+    exit_status = ExitStatus.DATABASE
+
+
+class DatabaseUnreachable(DatabaseError):
+    """No connection could be opened to the database (refused, timed out, bad credentials)."""
+
+
+class UnsupportedDatabase(DatabaseError):
+    """The scenario needs a database kind (dialect) other than the one given."""
+
+
+class EmbeddedServerError(DatabaseError):
+    """The embedded PostgreSQL server could not be started."""
+
+
+def exit_status_for(error: BaseException) -> ExitStatus:
+    """The exit status that reports ``error``."""
+    if isinstance(error, KeyboardInterrupt):
+        return ExitStatus.INTERRUPTED
+    if isinstance(error, PoolbenchError):
+        return error.exit_status
+    return ExitStatus.USAGE

@@ -1,0 +1,230 @@
+"""Plain data that flows out of a run: the timeline, the summary and the whole result.
+
+Renderers (terminal, JSON, CSV, HTML) are pure functions of these classes; none of
+them touches engine state. ``to_dict()`` gives the JSON form documented in
+docs/results.md; bump SCHEMA_VERSION when a key changes meaning or disappears.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+ERROR_KINDS: tuple[str, ...] = ("timeout", "disconnect", "too_many_connections", "other")
+
+
+@dataclass
+class Percentiles:
+    """Latency percentiles in milliseconds (None when nothing was measured)."""
+
+    count: int = 0
+    mean: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+    max: float | None = None
+
+
+@dataclass
+class Sample:
+    """The pool, the load and the server at one instant (counters cover the interval before it)."""
+
+    t_s: float
+    phase: str
+    checked_out: int
+    checked_in: int
+    overflow: int
+    waiting: int
+    operations: int
+    ok: int
+    timeouts: int
+    errors: int
+    checkout_wait_p99_ms: float | None
+    connects: int
+    invalidations: int
+    leaked_open: int
+    server_connections: dict[str, int] | None
+    pool_status: str | None = None
+
+
+@dataclass
+class ErrorExample:
+    """One distinct error message, with the driver's code when it has one."""
+
+    code: str | None
+    message: str
+    count: int
+    first_at_s: float
+
+
+@dataclass
+class ErrorKindStats:
+    """Every error of one kind: how many, and the first examples of each message."""
+
+    count: int = 0
+    first_at_s: float | None = None
+    examples: list[ErrorExample] = field(default_factory=list)
+
+
+@dataclass
+class CheckResult:
+    """One threshold or expectation, evaluated."""
+
+    metric: str
+    condition: str
+    value: float | str | None
+    ok: bool
+    source: str  # "threshold" or "expect"
+
+
+@dataclass
+class GroupSummary:
+    """One workload group's share of the outcome."""
+
+    name: str
+    session: str
+    operations: int
+    ok: int
+    errors: int
+    leaked: int
+    checkout_wait_ms: Percentiles
+    hold_ms: Percentiles
+
+
+@dataclass
+class PoolEvents:
+    """What the pool's events reported over the run."""
+
+    connects: int = 0
+    closes: int = 0
+    invalidations: int = 0
+    soft_invalidations: int = 0
+    recycles: int = 0
+    pre_ping_recoveries: int = 0
+    gc_returned: int = 0
+
+
+@dataclass
+class Summary:
+    """The figures a run is judged by. ``figures()`` flattens them for thresholds."""
+
+    duration_s: float
+    operations: int
+    ok: int
+    throughput_ops_s: float
+    timeouts: int
+    first_timeout_at_s: float | None
+    first_timeout_message: str | None
+    errors: dict[str, ErrorKindStats]
+    checkout_wait_ms: Percentiles
+    hold_ms: Percentiles
+    max_checked_out: int
+    max_overflow: int
+    max_waiting: int
+    max_server_connections: int | None
+    leaked: int
+    leaked_at_first_timeout: int | None
+    injected_errors: int
+    dropped_arrivals: int
+    late_arrivals: int
+    pool_events: PoolEvents
+    sqlalchemy_warnings: list[ErrorExample]
+    groups: list[GroupSummary]
+    server_connections_at_exit: int | None = None
+    terminated_at_exit: int = 0
+    thresholds: list[CheckResult] = field(default_factory=list)
+    expectations: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.ok for c in self.thresholds) and all(c.ok for c in self.expectations)
+
+    @property
+    def error_count(self) -> int:
+        return sum(k.count for k in self.errors.values())
+
+    def figures(self) -> dict[str, float | str | None]:
+        """Every figure a threshold or an expectation may name (see checks.METRICS)."""
+        wait, hold = self.checkout_wait_ms, self.hold_ms
+        ev = self.pool_events
+        return {
+            "operations": self.operations,
+            "ok": self.ok,
+            "throughput": self.throughput_ops_s,
+            "timeouts": self.timeouts,
+            "errors": self.error_count,
+            "disconnects": self.errors["disconnect"].count,
+            "too_many_connections": self.errors["too_many_connections"].count,
+            "other_errors": self.errors["other"].count,
+            "error_rate": self.error_count / self.operations if self.operations else 0.0,
+            "first_timeout_at_s": self.first_timeout_at_s,
+            "first_timeout_message": self.first_timeout_message,
+            "checkout_wait_mean_ms": wait.mean,
+            "checkout_wait_p50_ms": wait.p50,
+            "checkout_wait_p90_ms": wait.p90,
+            "checkout_wait_p99_ms": wait.p99,
+            "checkout_wait_max_ms": wait.max,
+            "hold_p50_ms": hold.p50,
+            "hold_p99_ms": hold.p99,
+            "hold_max_ms": hold.max,
+            "max_checked_out": self.max_checked_out,
+            "max_overflow": self.max_overflow,
+            "max_waiting": self.max_waiting,
+            "max_server_connections": self.max_server_connections,
+            "leaked": self.leaked,
+            "leaked_at_first_timeout": self.leaked_at_first_timeout,
+            "injected_errors": self.injected_errors,
+            "dropped_arrivals": self.dropped_arrivals,
+            "late_arrivals": self.late_arrivals,
+            "connects": ev.connects,
+            "invalidations": ev.invalidations,
+            "recycles": ev.recycles,
+            "pre_ping_recoveries": ev.pre_ping_recoveries,
+            "gc_returned": ev.gc_returned,
+            "server_connections_at_exit": self.server_connections_at_exit,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["passed"] = self.passed
+        return data
+
+
+@dataclass
+class DatabaseInfo:
+    """The database the run used; ``url`` never carries a password."""
+
+    url: str
+    dialect: str
+    driver: str
+    server_version: str
+    embedded: bool = False
+    max_connections: int | None = None
+    source: str = ""  # "--url", "POOLBENCH_URL", "scenario", "embedded"
+
+
+@dataclass
+class RunResult:
+    """Everything one run measured, as written to --json."""
+
+    run_id: str
+    scenario: dict[str, Any]
+    started_at: str
+    database: DatabaseInfo
+    pool: dict[str, Any]
+    load: dict[str, Any]
+    interval_s: float
+    timeline: list[Sample]
+    summary: Summary
+    interrupted: bool = False
+    notes: list[str] = field(default_factory=list)
+    variant: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["summary"] = self.summary.to_dict()
+        data["schema_version"] = SCHEMA_VERSION
+        return {"schema_version": SCHEMA_VERSION, **{k: v for k, v in data.items()
+                                                     if k != "schema_version"}}

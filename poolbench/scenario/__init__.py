@@ -1,0 +1,17 @@
+"""Scenario files: the typed model and the loader that validates them."""
+
+from .loader import BUNDLED_DIR, load_scenario, parse_scenario, resolve_path
+from .model import Distribution, Load, Phase, PoolSettings, Scenario, WorkloadGroup
+
+__all__ = [
+    "BUNDLED_DIR",
+    "Distribution",
+    "Load",
+    "Phase",
+    "PoolSettings",
+    "Scenario",
+    "WorkloadGroup",
+    "load_scenario",
+    "parse_scenario",
+    "resolve_path",
+]

@@ -1,0 +1,277 @@
+"""The typed form of a scenario file.
+
+Every key a user can write is declared here, with its default and its limits;
+unknown keys are refused so a typo (``pool_sise``) never passes silently.
+Durations accept ``500ms``, ``10s``, ``2m``; rates ``200/s``; shares ``97%``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from ..units import format_duration, parse_duration, parse_rate, parse_share
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Rate = Annotated[float, BeforeValidator(parse_rate)]
+Share = Annotated[float, BeforeValidator(parse_share)]
+
+SessionBehaviour = Literal["closed", "leaky", "unclosed", "leak_on_error"]
+SESSION_BEHAVIOURS: tuple[str, ...] = ("closed", "leaky", "unclosed", "leak_on_error")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _recycle(value: object) -> float:
+    if value in (-1, "-1", None, False, "off", "never"):
+        return -1.0
+    seconds = parse_duration(value)
+    if seconds < 0:
+        raise ValueError(f"expected -1 (never) or a duration such as 30m, got {value!r}")
+    return seconds
+
+
+class PoolSettings(_Model):
+    """The arguments create_engine() passes to the pool, named as SQLAlchemy names them."""
+
+    poolclass: Literal["QueuePool", "NullPool"] = "QueuePool"
+    pool_size: int = Field(5, ge=0)
+    max_overflow: int = Field(10, ge=-1)
+    pool_timeout: Duration = Field(30.0, ge=0)
+    pool_recycle: Annotated[float, BeforeValidator(_recycle)] = -1.0
+    pool_pre_ping: bool = False
+    pool_use_lifo: bool = False
+    pool_reset_on_return: Literal["rollback", "commit", "none"] = "rollback"
+
+    @property
+    def capacity(self) -> int | None:
+        """Most connections the pool will hold at once; None when unlimited."""
+        if self.poolclass != "QueuePool" or self.pool_size == 0 or self.max_overflow == -1:
+            return None
+        return self.pool_size + self.max_overflow
+
+    def describe(self) -> str:
+        """One line in create_engine() terms."""
+        if self.poolclass == "NullPool":
+            parts = ["poolclass=NullPool"]
+        else:
+            parts = [
+                f"pool_size={self.pool_size}",
+                f"max_overflow={self.max_overflow}",
+                f"pool_timeout={self.pool_timeout:g}",
+            ]
+            if self.pool_use_lifo:
+                parts.append("pool_use_lifo=True")
+        if self.pool_recycle >= 0:
+            parts.append(f"pool_recycle={self.pool_recycle:g}")
+        if self.pool_pre_ping:
+            parts.append("pool_pre_ping=True")
+        if self.pool_reset_on_return != "rollback":
+            value = "None" if self.pool_reset_on_return == "none" else repr(self.pool_reset_on_return)
+            parts.append(f"pool_reset_on_return={value}")
+        return ", ".join(parts)
+
+
+def _distribution(value: object) -> Any:
+    """Accept ``50ms``, ``{fixed: 50ms}``, ``{exponential: 50ms}``, ``{uniform: [10ms, 90ms]}``."""
+    if isinstance(value, dict) and len(value) == 1:
+        ((kind, arg),) = value.items()
+        if kind == "fixed":
+            return {"kind": "fixed", "mean": arg}
+        if kind == "exponential":
+            return {"kind": "exponential", "mean": arg}
+        if kind == "uniform":
+            if not isinstance(arg, (list, tuple)) or len(arg) != 2:
+                raise ValueError("uniform takes two durations, e.g. {uniform: [10ms, 90ms]}")
+            return {"kind": "uniform", "low": arg[0], "high": arg[1]}
+        raise ValueError(
+            f"unknown distribution {kind!r}; use 50ms, {{exponential: 50ms}} "
+            "or {uniform: [10ms, 90ms]}"
+        )
+    if isinstance(value, dict):
+        return value
+    return {"kind": "fixed", "mean": value}
+
+
+class Distribution(_Model):
+    """A time drawn per request: fixed, uniform between two bounds, or exponential."""
+
+    kind: Literal["fixed", "uniform", "exponential"] = "fixed"
+    mean: Duration = Field(0.0, ge=0)
+    low: Duration = Field(0.0, ge=0)
+    high: Duration = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Distribution:
+        if self.kind == "uniform":
+            if self.high < self.low:
+                raise ValueError("uniform needs low <= high")
+            object.__setattr__(self, "mean", (self.low + self.high) / 2)
+        return self
+
+    def describe(self) -> str:
+        if self.kind == "uniform":
+            return f"uniform {format_duration(self.low)}..{format_duration(self.high)}"
+        if self.kind == "exponential":
+            return f"exponential, mean {format_duration(self.mean)}"
+        return format_duration(self.mean)
+
+
+Dist = Annotated[Distribution, BeforeValidator(_distribution)]
+
+
+class WorkloadGroup(_Model):
+    """One kind of request, and its share of the traffic."""
+
+    name: str | None = None
+    share: Share = Field(1.0, gt=0)
+    session: SessionBehaviour = "closed"
+    api: Literal["session", "connection"] = "session"
+    query: str = Field("SELECT 1", min_length=1)
+    hold: Dist = Distribution()
+    hold_in: Literal["python", "server"] = "python"
+    think: Dist = Distribution()
+    leak_hold: Duration | None = Field(None, gt=0)
+    error_rate: float = Field(0.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _behaviour_options(self) -> WorkloadGroup:
+        if self.leak_hold is not None and self.session not in ("leaky", "leak_on_error"):
+            raise ValueError("leak_hold applies only to session: leaky or leak_on_error")
+        if self.session == "leak_on_error" and self.error_rate == 0:
+            raise ValueError("session: leak_on_error needs error_rate > 0 (e.g. 0.05)")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or self.session
+
+
+class Load(_Model):
+    """Closed loop (``workers``) or open loop (``rate`` with bounded concurrency)."""
+
+    workers: int | None = Field(None, ge=0)
+    rate: Rate | None = Field(None, ge=0)
+    max_concurrency: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_model(self) -> Load:
+        if (self.workers is None) == (self.rate is None):
+            raise ValueError("give either workers (closed loop) or rate (open loop), not both")
+        if self.max_concurrency is not None and self.rate is None:
+            raise ValueError("max_concurrency applies only to an open loop (rate)")
+        return self
+
+    @property
+    def open_loop(self) -> bool:
+        return self.rate is not None
+
+    @property
+    def concurrency(self) -> int:
+        """Threads needed: workers, or the open loop's bound on concurrent requests."""
+        if self.workers is not None:
+            return self.workers
+        return self.max_concurrency or 100
+
+
+class Phase(_Model):
+    """A stretch of the run with its own worker count or arrival rate."""
+
+    name: str | None = None
+    duration: Duration = Field(gt=0)
+    workers: int | None = Field(None, ge=0)
+    rate: Rate | None = Field(None, ge=0)
+
+
+class DatabaseSettings(_Model):
+    """Where to connect; --url and POOLBENCH_URL take precedence over ``url``."""
+
+    url: str | None = None
+    requires: Literal["postgresql", "mysql"] | None = None
+
+
+class Scenario(_Model):
+    """A whole scenario file, validated."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    database: DatabaseSettings = DatabaseSettings()
+    pool: PoolSettings = PoolSettings()
+    workload: list[WorkloadGroup] = Field(min_length=1)
+    load: Load
+    duration: Duration | None = Field(None, gt=0)
+    phases: list[Phase] = []
+    interval: Duration = Field(1.0, ge=0.05, le=60)
+    seed: int | None = None
+    thresholds: dict[str, str] = {}
+    expect: dict[str, str] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single_group(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("workload"), dict):
+            data = {**data, "workload": [data["workload"]]}
+        return data
+
+    @model_validator(mode="after")
+    def _timing(self) -> Scenario:
+        if self.phases:
+            total = sum(p.duration for p in self.phases)
+            if self.duration is None:
+                object.__setattr__(self, "duration", total)
+            elif abs(self.duration - total) > 1e-9:
+                raise ValueError(
+                    f"duration ({format_duration(self.duration)}) differs from the sum of "
+                    f"phases ({format_duration(total)}); give one or make them agree"
+                )
+            for phase in self.phases:
+                if self.load.open_loop and phase.workers is not None:
+                    raise ValueError("phases of an open-loop load (rate) take rate, not workers")
+                if not self.load.open_loop and phase.rate is not None:
+                    raise ValueError("phases of a closed-loop load (workers) take workers, not rate")
+        elif self.duration is None:
+            raise ValueError("give duration (e.g. 30s) or phases")
+        return self
+
+    @property
+    def total_duration(self) -> float:
+        assert self.duration is not None
+        return self.duration
+
+    def effective_phases(self) -> list[Phase]:
+        """The phases to run; a scenario without phases runs one phase of its whole duration."""
+        if not self.phases:
+            return [
+                Phase(
+                    name="steady",
+                    duration=self.total_duration,
+                    workers=self.load.workers,
+                    rate=self.load.rate,
+                )
+            ]
+        return [
+            Phase(
+                name=p.name or f"phase {i + 1}",
+                duration=p.duration,
+                workers=p.workers if p.workers is not None or self.load.open_loop else self.load.workers,
+                rate=p.rate if p.rate is not None or not self.load.open_loop else self.load.rate,
+            )
+            for i, p in enumerate(self.phases)
+        ]
+
+    def peak_workers(self) -> int:
+        """Threads the run needs: the most workers any phase asks for, or the open-loop bound."""
+        if self.load.open_loop:
+            return self.load.concurrency
+        return max(p.workers or 0 for p in self.effective_phases())
+
+    def with_duration(self, seconds: float) -> Scenario:
+        """The same scenario over ``seconds``; phases are scaled in proportion."""
+        if not self.phases:
+            return self.model_copy(update={"duration": seconds})
+        factor = seconds / self.total_duration
+        phases = [p.model_copy(update={"duration": p.duration * factor}) for p in self.phases]
+        return self.model_copy(update={"duration": seconds, "phases": phases})
