@@ -206,6 +206,43 @@ class DatabaseInfo:
 
 
 @dataclass
+class RunHeader:
+    """What a run is about to do, for the live view's first lines."""
+
+    run_id: str
+    scenario: str
+    description: str
+    database: DatabaseInfo
+    pool_line: str
+    pool_size: int
+    capacity: int | None
+    pool_timeout_s: float
+    load_line: str
+    duration_s: float
+    interval_s: float
+    phases: list[dict[str, Any]]
+    variant: dict[str, Any] | None = None
+
+
+@dataclass
+class Progress:
+    """The run so far, handed to the live view with each sample."""
+
+    elapsed_s: float
+    duration_s: float
+    phase: str
+    operations: int
+    ok: int
+    timeouts: int
+    errors: int
+    leaked: int
+    leaked_open: int
+    throughput_ops_s: float
+    first_timeout_at_s: float | None
+    first_timeout_message: str | None
+
+
+@dataclass
 class RunResult:
     """Everything one run measured, as written to --json."""
 

@@ -1,0 +1,268 @@
+"""The command line: parse flags, call the library, render, and map errors to exit codes.
+
+Everything here is a thin layer over :mod:`poolbench`; the engine works without click.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from . import __version__, checks
+from .db import open_target
+from .engine.runner import Observer, RunOptions, run_scenario
+from .errors import ExitStatus, PoolbenchError
+from .output.jsonout import result_document, write_json
+from .output.live import LiveView, PlainProgress
+from .output.summary import render_result
+from .result import RunResult
+from .scenario import BUNDLED_DIR, load_scenario
+from .units import format_duration, parse_duration
+
+
+class DurationType(click.ParamType):
+    name = "DURATION"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DURATION = DurationType()
+
+
+def _fail(message: str, status: ExitStatus) -> None:
+    click.echo(f"poolbench: error: {message}", err=True)
+    sys.exit(int(status))
+
+
+def reports_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn domain errors and Ctrl-C into one line and an exit status, in one place."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except PoolbenchError as exc:
+            _fail(str(exc), exc.exit_status)
+        except KeyboardInterrupt:
+            click.echo("poolbench: interrupted", err=True)
+            sys.exit(int(ExitStatus.INTERRUPTED))
+
+    return wrapper
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a CI timeout, ``kill``) stops a run as Ctrl-C does: cleanly, keeping data."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. embedded use): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="poolbench")
+def main() -> None:
+    """Load-test SQLAlchemy connection pools against a real database.
+
+    poolbench reproduces the three ways a pool fails in production and shows them
+    happening over time: leaked sessions draining QueuePool until every request
+    waits pool_timeout and gets TimeoutError; stale connections the server closed;
+    and pools sized too small for the load or too large for the server.
+
+    \b
+    Start here (no database needed: an embedded PostgreSQL is started and removed):
+      poolbench run scenarios/leaky-sessions.yaml
+      poolbench run scenarios/closed-sessions.yaml
+    \b
+    Against your own server, with your own settings:
+      poolbench run scenarios/leaky-sessions.yaml --url postgresql://app@db:5432/app \\
+          --set pool.pool_size=20 --set pool.max_overflow=5 --json result.json
+    \b
+    Exit codes: 0 ok · 1 a threshold or expectation was breached · 2 bad usage or
+    scenario · 3 database unreachable or unsuitable · 130 interrupted.
+    """
+
+
+@main.command()
+@click.argument("scenario", metavar="SCENARIO")
+@click.option("--url", metavar="URL", help="Database URL (SQLAlchemy form). Overrides "
+              "POOLBENCH_URL and the scenario's database.url; without any, poolbench "
+              "starts a throwaway embedded PostgreSQL.")
+@click.option("--duration", type=DURATION, help="Run for this long instead (e.g. 10s, 2m); "
+              "phases are scaled in proportion.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override any scenario key, e.g. --set pool.pool_size=20 "
+              "--set workload[0].session=closed. Repeatable.")
+@click.option("--json", "json_path", metavar="PATH",
+              help="Write the result as JSON to PATH ('-' for stdout; the human output then "
+              "goes to stderr). See docs/results.md.")
+@click.option("--progress", type=click.Choice(["auto", "live", "plain", "none"]),
+              default="auto", show_default=True,
+              help="Live view in a terminal, one line per interval otherwise (auto).")
+@click.option("--no-timeline", is_flag=True, help="Leave the timeline table out of the summary.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Also print SQLAlchemy's own pool.status() at every sample.")
+@reports_errors
+def run(
+    scenario: str,
+    url: str | None,
+    duration: float | None,
+    overrides: tuple[str, ...],
+    json_path: str | None,
+    progress: str,
+    no_timeline: bool,
+    verbose: bool,
+) -> None:
+    """Run SCENARIO (a YAML file, or the name of a bundled one) and report what the pool did.
+
+    \b
+    Examples:
+      poolbench run scenarios/leaky-sessions.yaml
+      poolbench run rare-leak --duration 20s --json -
+      poolbench run scenarios/closed-sessions.yaml --url mysql://root@127.0.0.1/test
+      POOLBENCH_URL=postgresql://postgres@127.0.0.1/test poolbench run seed-defaults
+
+    While it runs you see the pool over time: checked out, idle, overflow, callers
+    waiting in checkout, the server's own count of this run's connections, and the
+    first TimeoutError the moment it happens. At the end: the timeline, percentiles of
+    the checkout wait, errors by kind, and the thresholds. Ctrl-C stops early and
+    still reports (and writes --json) what was measured.
+    """
+    loaded = load_scenario(scenario, overrides, duration)
+    human = make_console(stderr=json_path == "-")
+    observer = _observer(progress, human, verbose)
+    with sigterm_as_interrupt():
+        try:
+            with open_target(url, loaded.database.url, needs=loaded.database.requires) as target:
+                result = run_scenario(loaded, target, RunOptions(verbose=verbose), observer)
+        finally:
+            observer.finished()
+    human.print()
+    render_result(human, result, show_timeline=not no_timeline)
+    if json_path:
+        write_json(result_document([result]), json_path)
+        if json_path != "-":
+            human.print(f"[dim]result written to {escape(json_path)}[/]")
+    sys.exit(int(_exit_status(result)))
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A console for people; logs (not a terminal) get 120 columns rather than rich's 80."""
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(stderr=stderr, highlight=False, width=120)
+    return console
+
+
+def _observer(progress: str, console: Console, verbose: bool) -> Observer:
+    if progress == "none":
+        return Observer()
+    if progress == "live" or (progress == "auto" and console.is_terminal):
+        return LiveView(console, verbose)
+    return PlainProgress(console, verbose)
+
+
+def _exit_status(result: RunResult) -> ExitStatus:
+    if result.interrupted:
+        return ExitStatus.INTERRUPTED
+    return ExitStatus.OK if result.summary.passed else ExitStatus.CHECKS_FAILED
+
+
+@main.command()
+@click.argument("scenario", metavar="SCENARIO")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Apply overrides as run would.")
+@click.option("--duration", type=DURATION, help="As run's --duration.")
+@reports_errors
+def validate(scenario: str, overrides: tuple[str, ...], duration: float | None) -> None:
+    """Check SCENARIO without running it, and show what it would do.
+
+    \b
+    Example:
+      poolbench validate scenarios/rare-leak.yaml --set pool.pool_size=10
+    """
+    s = load_scenario(scenario, overrides, duration)
+    console = make_console()
+    console.print(f"[green]✔[/] {escape(scenario)}: [bold]{escape(s.name)}[/] is valid")
+    console.print(f"  pool      {escape(s.pool.describe())}")
+    load = f"rate {s.load.rate:g}/s, at most {s.load.concurrency} concurrent" \
+        if s.load.open_loop else f"{s.load.workers} workers"
+    console.print(f"  load      {load}, {format_duration(s.total_duration)}, "
+                  f"sampled every {format_duration(s.interval)}")
+    for phase in s.effective_phases() if s.phases else []:
+        amount = f"{phase.rate:g}/s" if s.load.open_loop else f"{phase.workers} workers"
+        console.print(f"  phase     {escape(phase.name or '')}: {format_duration(phase.duration)}, "
+                      f"{amount}")
+    for g in s.workload:
+        console.print(f"  group     {escape(g.label)}: share {g.share:g}, session {g.session}, "
+                      f"hold {g.hold.describe()}, think {g.think.describe()}, "
+                      f"query {escape(g.query)!r}")
+    for section in ("thresholds", "expect"):
+        for metric, condition in getattr(s, section).items():
+            console.print(f"  {section[:6]:<9} {metric} {escape(str(condition))}")
+
+
+@main.command(name="scenarios")
+def list_scenarios() -> None:
+    """List the bundled scenarios and what each one shows."""
+    console = make_console()
+    if not BUNDLED_DIR.is_dir():
+        console.print("no bundled scenarios found next to this installation")
+        return
+    table = Table(box=None, header_style="bold")
+    table.add_column("scenario")
+    table.add_column("what it shows")
+    for path in sorted(BUNDLED_DIR.glob("*.yaml")):
+        try:
+            s = load_scenario(path)
+            text = " ".join(s.description.split())
+        except PoolbenchError as exc:
+            text = f"[red]invalid: {escape(str(exc))}[/]"
+        table.add_row(path.stem, escape(text))
+    console.print(table)
+    console.print(f"\n[dim]in {BUNDLED_DIR}; run one with: poolbench run NAME[/]")
+
+
+@main.command(name="metrics")
+def list_metrics() -> None:
+    """List the figures thresholds and expect can name, e.g. timeouts: "== 0"."""
+    console = make_console()
+    table = Table(box=None, header_style="bold")
+    table.add_column("figure")
+    table.add_column("meaning")
+    for name, meaning in checks.METRICS.items():
+        table.add_row(name, meaning)
+    console.print(table)
+    console.print(
+        '\n[dim]conditions: "< 50", "<= 50", "> 0", ">= 1", "== 0", "!= 0", '
+        '"between 10 and 20"; messages take "contains \'text\'"[/]'
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

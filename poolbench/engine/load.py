@@ -1,0 +1,196 @@
+"""Load models: who sends requests, and when.
+
+- :class:`ClosedLoop`: ``workers`` threads, each looping request -> think. When the pool
+  is slow, they slow down with it (as a fixed set of web workers does).
+- :class:`OpenLoop`: Poisson arrivals at ``rate``, each served by one of a bounded set
+  of threads. An arrival with no free thread is *dropped* and one dispatched more than
+  10 ms after its time is *late*; both are counted, never silently absorbed.
+
+Phases change the worker count or the rate while the run goes on.
+"""
+
+from __future__ import annotations
+
+import bisect
+import queue
+import random
+import threading
+from collections.abc import Sequence
+from time import perf_counter
+
+from ..scenario.model import Phase
+from .requests import GroupPlan, RequestExecutor, Worker
+
+LATE_AFTER_S = 0.010
+
+
+class GroupPicker:
+    """Chooses a request's group by the groups' shares."""
+
+    def __init__(self, plans: Sequence[GroupPlan]) -> None:
+        self.plans = list(plans)
+        total = 0.0
+        self._cumulative = []
+        for plan in self.plans:
+            total += plan.group.share
+            self._cumulative.append(total)
+        self._total = total
+
+    def pick(self, rng: random.Random) -> GroupPlan:
+        if len(self.plans) == 1:
+            return self.plans[0]
+        index = bisect.bisect_right(self._cumulative, rng.random() * self._total)
+        return self.plans[min(index, len(self.plans) - 1)]
+
+
+class _Driver:
+    def __init__(
+        self,
+        executor: RequestExecutor,
+        plans: Sequence[GroupPlan],
+        threads: int,
+        seed: int | None,
+        stop: threading.Event,
+    ) -> None:
+        self.executor = executor
+        self.picker = GroupPicker(plans)
+        self.stop = stop
+        self.seed = seed
+        self.workers = [Worker(i, seed) for i in range(threads)]
+        self._threads: list[threading.Thread] = []
+        self._cond = threading.Condition()
+        self.dropped = 0
+        self.late = 0
+
+    def _spawn(self, target, name: str, *args) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _serve(self, worker: Worker) -> GroupPlan:
+        plan = self.picker.pick(worker.rng)
+        try:
+            self.executor.run(worker, plan)
+        except Exception as exc:  # never let a worker thread die silently
+            worker.in_checkout = False
+            self.executor.unexpected(plan, exc)
+        return plan
+
+    def waiting(self) -> int:
+        """Callers blocked in checkout right now (SQLAlchemy does not count them)."""
+        return sum(1 for w in self.workers if w.in_checkout)
+
+    def set_phase(self, phase: Phase) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def wake(self) -> None:
+        """Let threads see that ``stop`` is set."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def join(self, timeout: float) -> int:
+        """Wait up to ``timeout`` seconds for every thread; how many are still running."""
+        deadline = perf_counter() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - perf_counter()))
+        return sum(1 for t in self._threads if t.is_alive())
+
+
+class ClosedLoop(_Driver):
+    """A fixed set of workers, each looping request -> think."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._active = 0
+
+    def start(self) -> None:
+        for worker in self.workers:
+            self._spawn(self._loop, f"poolbench-worker-{worker.index}", worker)
+
+    def set_phase(self, phase: Phase) -> None:
+        with self._cond:
+            self._active = phase.workers or 0
+            self._cond.notify_all()
+
+    def _loop(self, worker: Worker) -> None:
+        stop = self.stop
+        while not stop.is_set():
+            if worker.index >= self._active:
+                with self._cond:
+                    while not stop.is_set() and worker.index >= self._active:
+                        self._cond.wait()
+                continue
+            plan = self._serve(worker)
+            if plan.has_think:
+                stop.wait(plan.think(worker.rng))
+
+
+class OpenLoop(_Driver):
+    """Poisson arrivals at a rate, served by at most ``threads`` concurrent requests."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._rate = 0.0
+        self._rate_changed = False
+        self._queue: queue.SimpleQueue[float | None] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(len(self.workers))
+        self._rng = random.Random(None if self.seed is None else self.seed * 7919 + 1)
+
+    def start(self) -> None:
+        for worker in self.workers:
+            self._spawn(self._serve_loop, f"poolbench-worker-{worker.index}", worker)
+        self._spawn(self._dispatch, "poolbench-dispatcher")
+
+    def set_phase(self, phase: Phase) -> None:
+        with self._cond:
+            self._rate = phase.rate or 0.0
+            self._rate_changed = True
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        super().wake()
+        for _ in self.workers:
+            self._queue.put(None)
+
+    def _dispatch(self) -> None:
+        stop, rng = self.stop, self._rng
+        next_at: float | None = None
+        while not stop.is_set():
+            with self._cond:
+                if self._rate_changed:
+                    self._rate_changed = False
+                    next_at = None
+                rate = self._rate
+                if rate <= 0:
+                    self._cond.wait()
+                    continue
+                now = perf_counter()
+                if next_at is None:
+                    next_at = now + rng.expovariate(rate)
+                if next_at > now:
+                    self._cond.wait(next_at - now)
+                    continue
+            if now - next_at > LATE_AFTER_S:
+                self.late += 1
+            if self._idle.acquire(blocking=False):
+                self._queue.put(next_at)
+            else:
+                self.dropped += 1
+            next_at += rng.expovariate(rate)
+
+    def _serve_loop(self, worker: Worker) -> None:
+        while not self.stop.is_set():
+            scheduled = self._queue.get()
+            if scheduled is None:
+                return
+            try:
+                self._serve(worker)
+            finally:
+                self._idle.release()
+
+
+def driver_for(open_loop: bool, *args, **kwargs) -> _Driver:
+    return (OpenLoop if open_loop else ClosedLoop)(*args, **kwargs)

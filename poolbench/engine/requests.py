@@ -1,0 +1,272 @@
+"""One request, as a service would write it, for each session behaviour.
+
+- ``closed``: ``with Session() as session`` — the connection goes back on every path.
+- ``leaky``: never closed and still referenced (a global list, a cache, a closure), so
+  its connection stays checked out until the run ends or ``leak_hold`` passes.
+- ``unclosed``: never closed but dropped, so CPython's garbage collector returns the
+  connection whenever it gets to the session's reference cycle.
+- ``leak_on_error``: ``close()`` only on the success path; a failed request leaks.
+
+Each request forces its checkout first (``session.connection()``) so the time spent
+waiting for the pool is measured exactly where it happens.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from time import monotonic, perf_counter
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import sessionmaker
+
+from ..metrics.recorder import INJECTED, OK, OUTCOME, Recorder
+from ..scenario.model import Distribution, WorkloadGroup
+from .classify import InjectedError, classify
+from .pool import ABANDONED
+
+_SLEEP_SQL = {
+    "postgresql": "SELECT pg_sleep(:seconds)",
+    "mysql": "SELECT SLEEP(:seconds)",
+}
+
+
+def sampler(dist: Distribution) -> Callable[[random.Random], float]:
+    """A function drawing one value of ``dist`` (seconds) from a given RNG."""
+    if dist.kind == "exponential" and dist.mean > 0:
+        rate = 1.0 / dist.mean
+        return lambda rng: rng.expovariate(rate)
+    if dist.kind == "uniform":
+        low, high = dist.low, dist.high
+        return lambda rng: rng.uniform(low, high)
+    value = dist.mean
+    return lambda rng: value
+
+
+@dataclass
+class GroupPlan:
+    """A workload group made ready to run: SQL compiled once, distributions bound."""
+
+    index: int
+    group: WorkloadGroup
+    query: Any
+    sleep_sql: Any
+    hold: Callable[[random.Random], float]
+    think: Callable[[random.Random], float]
+    has_hold: bool
+    has_think: bool
+
+    @classmethod
+    def build(cls, index: int, group: WorkloadGroup, backend: str) -> GroupPlan:
+        sleep_sql = None
+        if group.hold_in == "server":
+            sql = _SLEEP_SQL.get(backend)
+            if sql is None:
+                raise ValueError(f"hold_in: server is not supported on {backend}")
+            sleep_sql = sa.text(sql)
+        return cls(
+            index=index,
+            group=group,
+            query=sa.text(group.query),
+            sleep_sql=sleep_sql,
+            hold=sampler(group.hold),
+            think=sampler(group.think),
+            has_hold=group.hold.mean > 0 or group.hold.high > 0,
+            has_think=group.think.mean > 0 or group.think.high > 0,
+        )
+
+
+class LeakRegistry:
+    """Sessions a request never closed but still references, until released."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Any]] = []  # (release_at, seq, session)
+        self._seq = itertools.count()
+        self._stopped = False
+
+    def keep(self, session: Any, hold: float | None) -> None:
+        release_at = monotonic() + hold if hold is not None else float("inf")
+        with self._cond:
+            heapq.heappush(self._heap, (release_at, next(self._seq), session))
+            if hold is not None:
+                self._cond.notify()
+
+    @property
+    def open_count(self) -> int:
+        return len(self._heap)
+
+    def run_reaper(self) -> None:
+        """Close sessions whose leak_hold has passed (runs in its own thread)."""
+        while True:
+            due = []
+            with self._cond:
+                if self._stopped:
+                    return
+                now = monotonic()
+                while self._heap and self._heap[0][0] <= now:
+                    due.append(heapq.heappop(self._heap)[2])
+                if not due:
+                    timeout = self._heap[0][0] - now if self._heap else None
+                    self._cond.wait(timeout if timeout != float("inf") else None)
+                    continue
+            for session in due:
+                _close_quietly(session)
+
+    def release_all(self) -> int:
+        """Close every kept session (the run is over); how many there were."""
+        with self._cond:
+            self._stopped = True
+            sessions = [entry[2] for entry in self._heap]
+            self._heap.clear()
+            self._cond.notify_all()
+        for session in sessions:
+            _close_quietly(session)
+        return len(sessions)
+
+
+def _close_quietly(session: Any) -> None:
+    try:
+        session.close()
+    except Exception:  # a broken connection: the pool invalidates it on its own
+        pass
+
+
+class Worker:
+    """One thread's identity: its RNG and whether it is blocked in checkout right now."""
+
+    __slots__ = ("in_checkout", "index", "rng")
+
+    def __init__(self, index: int, seed: int | None) -> None:
+        self.index = index
+        self.in_checkout = False
+        self.rng = random.Random(None if seed is None else seed * 1_000_003 + index)
+
+
+class RequestExecutor:
+    """Runs one request of a group and reports it to the recorder."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        recorder: Recorder,
+        leaks: LeakRegistry,
+        stop: threading.Event,
+        started_at: float,
+        scrub: Callable[[str], str],
+        on_first_timeout: Callable[[float, str, int], None],
+    ) -> None:
+        self.engine = engine
+        self.Session = sessionmaker(bind=engine)
+        self.recorder = recorder
+        self.leaks = leaks
+        self.stop = stop
+        self.started_at = started_at
+        self.scrub = scrub
+        self.on_first_timeout = on_first_timeout
+
+    def run(self, worker: Worker, plan: GroupPlan) -> None:
+        group = plan.group
+        if group.api == "session":
+            holder: Any = self.Session()
+            checkout = holder.connection
+        else:
+            holder = None
+            checkout = self.engine.connect
+        worker.in_checkout = True
+        t0 = perf_counter()
+        try:
+            conn = checkout()
+        except Exception as exc:
+            worker.in_checkout = False
+            waited = perf_counter() - t0
+            if holder is not None:
+                _close_quietly(holder)
+            if not self.stop.is_set():
+                self._failed(plan, exc, waited, 0.0, leaked=False)
+            return
+        worker.in_checkout = False
+        t1 = perf_counter()
+        if holder is None:
+            holder = conn
+        if self.stop.is_set():  # the connection came from the shutdown's release
+            _close_quietly(holder)
+            return
+
+        failure: BaseException | None = None
+        try:
+            executor = holder if group.api == "session" else conn
+            result = executor.execute(plan.query)
+            if result.returns_rows:
+                result.all()
+            if plan.has_hold:
+                seconds = plan.hold(worker.rng)
+                if plan.sleep_sql is not None:
+                    executor.execute(plan.sleep_sql, {"seconds": seconds}).all()
+                elif self.stop.wait(seconds):
+                    _close_quietly(holder)
+                    return
+            if group.error_rate and worker.rng.random() < group.error_rate:
+                raise InjectedError(f"injected application error in group {group.label!r}")
+        except Exception as exc:
+            # Drop the traceback: it references this frame, and with it the session,
+            # which would otherwise live on until the cyclic garbage collector runs.
+            failure = exc.with_traceback(None)
+        leaked = self._release(plan, holder, conn, failure is not None)
+        if self.stop.is_set():
+            return
+        held = perf_counter() - t1
+        if failure is None:
+            self.recorder.finished(
+                plan.index, OK, int((t1 - t0) * 1e6), int(held * 1e6), leaked
+            )
+        else:
+            self._failed(plan, failure, t1 - t0, held, leaked)
+
+    def _release(self, plan: GroupPlan, holder: Any, conn: Any, failed: bool) -> bool:
+        """Return the connection as the group's behaviour does; True if it leaked."""
+        behaviour = plan.group.session
+        if behaviour == "closed" or (behaviour == "leak_on_error" and not failed):
+            _close_quietly(holder)
+            return False
+        if behaviour == "unclosed":
+            # Dropped without close(): mark the pooled connection so the checkin event
+            # can tell the garbage collector returned it, then let go of every reference.
+            try:
+                dbapi_proxy = conn.connection
+                if dbapi_proxy is not None:
+                    dbapi_proxy.info[ABANDONED] = monotonic()
+            except Exception:  # an invalidated connection has no pooled connection left
+                pass
+            self.recorder.note_leak()
+            return True
+        self.recorder.note_leak()
+        self.leaks.keep(holder, plan.group.leak_hold)
+        return True
+
+    def unexpected(self, plan: GroupPlan, exc: BaseException) -> None:
+        """An error outside the request's own handling (a bug, or a driver crash)."""
+        if not self.stop.is_set():
+            self._failed(plan, exc, 0.0, 0.0, leaked=False)
+
+    def _failed(
+        self, plan: GroupPlan, exc: BaseException, waited: float, held: float, leaked: bool
+    ) -> None:
+        if isinstance(exc, InjectedError):
+            self.recorder.finished(
+                plan.index, INJECTED, int(waited * 1e6), int(held * 1e6), leaked
+            )
+            return
+        kind, code, message = classify(exc, self.scrub)
+        t_s = perf_counter() - self.started_at
+        if self.recorder.errors.record(kind, code, message, t_s):
+            self.on_first_timeout(t_s, message, self.recorder.leaks)
+        self.recorder.finished(
+            plan.index, OUTCOME[kind], int(waited * 1e6), int(held * 1e6), leaked
+        )

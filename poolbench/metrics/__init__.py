@@ -1,0 +1,1 @@
+"""Counting and latency histograms, fed by the workers and folded by the sampler."""

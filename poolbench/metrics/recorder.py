@@ -1,0 +1,184 @@
+"""Where workers report what happened, and where the sampler gathers it per interval.
+
+Workers call :meth:`Recorder.finished` once per request: one ``deque.append`` of a
+small tuple, lock-free and thread-safe, so measuring costs the hot path almost
+nothing. The sampler thread drains the deque into histograms (:class:`Aggregator`).
+Errors are rarer and richer (code, message); they go to :class:`ErrorLog`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+from ..result import ERROR_KINDS, ErrorExample, ErrorKindStats, GroupSummary, Percentiles
+from .histogram import LatencyHistogram
+
+OK = 0
+# outcome codes 1.. map to ERROR_KINDS[code - 1]
+OUTCOME = {kind: i + 1 for i, kind in enumerate(ERROR_KINDS)}
+TIMEOUT = OUTCOME["timeout"]
+INJECTED = 9  # an application error the scenario injected: neither ok nor a database error
+MAX_EXAMPLES = 5
+
+
+class ErrorLog:
+    """Counts errors by kind and keeps the first examples of each distinct message."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.kinds: dict[str, ErrorKindStats] = {k: ErrorKindStats() for k in ERROR_KINDS}
+        self._examples: dict[tuple[str, str | None, str], ErrorExample] = {}
+        self.first_timeout_at_s: float | None = None
+        self.first_timeout_message: str | None = None
+
+    def record(self, kind: str, code: str | None, message: str, t_s: float) -> bool:
+        """Count one error; True when it is the run's first timeout."""
+        with self._lock:
+            stats = self.kinds[kind]
+            stats.count += 1
+            if stats.first_at_s is None:
+                stats.first_at_s = t_s
+            key = (kind, code, message)
+            example = self._examples.get(key)
+            if example is not None:
+                example.count += 1
+            elif len(stats.examples) < MAX_EXAMPLES:
+                example = ErrorExample(code=code, message=message, count=1, first_at_s=t_s)
+                self._examples[key] = example
+                stats.examples.append(example)
+            if kind == "timeout" and self.first_timeout_at_s is None:
+                self.first_timeout_at_s = t_s
+                self.first_timeout_message = message
+                return True
+            return False
+
+    def snapshot(self) -> dict[str, ErrorKindStats]:
+        with self._lock:
+            return {
+                kind: ErrorKindStats(
+                    count=s.count,
+                    first_at_s=s.first_at_s,
+                    examples=[ErrorExample(**vars(e)) for e in s.examples],
+                )
+                for kind, s in self.kinds.items()
+            }
+
+
+class Recorder:
+    """The worker-facing side: thread-safe and cheap."""
+
+    def __init__(self) -> None:
+        self._records: deque[tuple[int, int, int, int, bool]] = deque()
+        self.errors = ErrorLog()
+        self._leak_lock = threading.Lock()
+        self.leaks = 0
+
+    def finished(
+        self, group: int, outcome: int, wait_us: int, hold_us: int, leaked: bool = False
+    ) -> None:
+        """One request ended (``outcome`` is OK or an OUTCOME code)."""
+        self._records.append((group, outcome, wait_us, hold_us, leaked))
+
+    def note_leak(self) -> int:
+        with self._leak_lock:
+            self.leaks += 1
+            return self.leaks
+
+    def drain(self) -> list[tuple[int, int, int, int, bool]]:
+        records = self._records
+        out = []
+        while True:
+            try:
+                out.append(records.popleft())
+            except IndexError:
+                return out
+
+
+@dataclass
+class IntervalStats:
+    """What finished in one sampling interval."""
+
+    operations: int = 0
+    ok: int = 0
+    injected: int = 0
+    timeouts: int = 0
+    errors: int = 0
+    checkout_wait_p99_ms: float | None = None
+
+
+class _GroupTotals:
+    __slots__ = ("errors", "hold", "leaked", "ok", "operations", "wait")
+
+    def __init__(self) -> None:
+        self.operations = self.ok = self.errors = self.leaked = 0
+        self.wait = LatencyHistogram()
+        self.hold = LatencyHistogram()
+
+
+class Aggregator:
+    """The sampler-side: folds drained records into interval and whole-run figures."""
+
+    def __init__(self, group_names: list[tuple[str, str]]) -> None:
+        self._names = group_names
+        self._groups = [_GroupTotals() for _ in group_names]
+        self._interval_wait = LatencyHistogram()
+        self.operations = 0
+        self.ok = 0
+        self.injected = 0
+
+    def absorb(self, records: list[tuple[int, int, int, int, bool]]) -> IntervalStats:
+        stats = IntervalStats()
+        iwait = self._interval_wait
+        iwait.reset()
+        for group, outcome, wait_us, hold_us, leaked in records:
+            g = self._groups[group]
+            g.operations += 1
+            g.wait.record(wait_us)
+            iwait.record(wait_us)
+            if leaked:
+                g.leaked += 1
+            if outcome == OK:
+                g.ok += 1
+                stats.ok += 1
+                g.hold.record(hold_us)
+            elif outcome == INJECTED:
+                stats.injected += 1
+                g.hold.record(hold_us)
+            else:
+                g.errors += 1
+                stats.errors += 1
+                if outcome == TIMEOUT:
+                    stats.timeouts += 1
+                elif hold_us:
+                    g.hold.record(hold_us)
+        stats.operations = len(records)
+        stats.checkout_wait_p99_ms = iwait.percentile_ms(99)
+        self.operations += stats.operations
+        self.ok += stats.ok
+        self.injected += stats.injected
+        return stats
+
+    def totals(self) -> tuple[Percentiles, Percentiles, list[GroupSummary]]:
+        wait, hold = LatencyHistogram(), LatencyHistogram()
+        groups = []
+        for (name, session), g in zip(self._names, self._groups):
+            wait.add(g.wait)
+            hold.add(g.hold)
+            groups.append(
+                GroupSummary(
+                    name=name,
+                    session=session,
+                    operations=g.operations,
+                    ok=g.ok,
+                    errors=g.errors,
+                    leaked=g.leaked,
+                    checkout_wait_ms=g.wait.percentiles(),
+                    hold_ms=g.hold.percentiles(),
+                )
+            )
+        return wait.percentiles(), hold.percentiles(), groups
+
+    def group_histograms(self) -> list[tuple[LatencyHistogram, LatencyHistogram]]:
+        return [(g.wait, g.hold) for g in self._groups]

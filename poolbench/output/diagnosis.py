@@ -1,0 +1,72 @@
+"""What the numbers mean: a few plain sentences naming the failure and its usual fix.
+
+A pure function of the result, so the terminal, the HTML report and tests agree.
+"""
+
+from __future__ import annotations
+
+from ..result import RunResult
+
+
+def diagnose(result: RunResult) -> list[str]:
+    s = result.summary
+    pool = result.pool
+    hints: list[str] = []
+    capacity = None
+    if pool.get("poolclass") == "QueuePool" and pool.get("pool_size") and pool.get(
+        "max_overflow", 0
+    ) >= 0:
+        capacity = pool["pool_size"] + pool["max_overflow"]
+
+    if s.timeouts and s.leaked:
+        when = (
+            f" after {s.leaked_at_first_timeout} leaks"
+            if s.leaked_at_first_timeout is not None
+            else ""
+        )
+        hints.append(
+            f"Leaked sessions drained the pool: {s.leaked} sessions were never closed, each "
+            f"keeping its connection checked out, and the first TimeoutError came at "
+            f"{s.first_timeout_at_s:.2f}s{when}. Close every session "
+            "(`with Session() as session:` or try/finally: session.close())."
+        )
+    elif s.timeouts:
+        hints.append(
+            f"The pool was too small for this load: up to {s.max_waiting} callers waited for a "
+            f"connection and {s.timeouts} gave up after pool_timeout. Raise pool_size or "
+            "max_overflow, shorten the time each request holds its connection, or size it "
+            "with `poolbench size`."
+        )
+    if s.pool_events.gc_returned:
+        hints.append(
+            f"{s.pool_events.gc_returned} connections came back only through the garbage "
+            "collector, at a moment nobody chose; close sessions explicitly."
+        )
+    if s.errors["disconnect"].count:
+        fix = (
+            "pool_pre_ping=True did not prevent them: they broke during a request, not while idle"
+            if pool.get("pool_pre_ping")
+            else "pool_pre_ping=True, or pool_recycle below the server's idle timeout, "
+            "prevents the ones caused by idle connections"
+        )
+        hints.append(
+            f"{s.errors['disconnect'].count} requests used a connection the server had closed; "
+            f"{fix}."
+        )
+    if s.errors["too_many_connections"].count:
+        limit = result.database.max_connections
+        hints.append(
+            f"The server refused {s.errors['too_many_connections'].count} connections "
+            f"(max_connections {limit if limit is not None else 'unknown'}). Every process "
+            "multiplies pool_size + max_overflow; keep the sum under the server's limit."
+        )
+    if s.dropped_arrivals:
+        hints.append(
+            f"{s.dropped_arrivals} arrivals were dropped because max_concurrency requests were "
+            "already in flight: the pool could not keep up with the rate."
+        )
+    if capacity and s.max_checked_out < capacity and not s.timeouts and s.operations:
+        hints.append(
+            f"The pool never needed more than {s.max_checked_out} of its {capacity} connections."
+        )
+    return hints
