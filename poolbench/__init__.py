@@ -33,7 +33,9 @@ def run(
     database.url, or else a throwaway embedded PostgreSQL."""
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
-    with open_target(url, scenario.database.url, environ, needs=scenario.database.requires) as target:
+    with open_target(
+        url, scenario.database.url, environ, needs=scenario.database.requires
+    ) as target:
         return run_scenario(scenario, target, options, observer)
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import operator
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .result import CheckResult, Summary
 
@@ -85,9 +85,11 @@ def parse_condition(metric: str, text: object) -> Condition:
     if metric not in METRICS:
         raise ValueError(f"unknown figure {metric!r}")
     if not isinstance(text, str):
-        text = f"== {text}" if isinstance(text, (int, float)) and not isinstance(text, bool) else text
+        text = (
+            f"== {text}" if isinstance(text, (int, float)) and not isinstance(text, bool) else text
+        )
     if not isinstance(text, str):
-        raise ValueError(f"expected a condition such as \"< 50\", got {text!r}")
+        raise ValueError(f'expected a condition such as "< 50", got {text!r}')
     if metric in STRING_METRICS:
         match = _CONTAINS.match(text)
         if not match:
@@ -105,8 +107,7 @@ def parse_condition(metric: str, text: object) -> Condition:
             raise ValueError(f"between {low:g} and {high:g}: the first bound must be the lower")
         return Condition(metric, text, lambda v: _is_number(v) and low <= v <= high)
     raise ValueError(
-        f"expected a condition such as \"< 50\", \">= 1\", \"== 0\" or \"between 10 and 20\", "
-        f"got {text!r}"
+        f'expected a condition such as "< 50", ">= 1", "== 0" or "between 10 and 20", got {text!r}'
     )
 
 

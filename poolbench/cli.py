@@ -110,23 +110,47 @@ def main() -> None:
 
 @main.command()
 @click.argument("scenario", metavar="SCENARIO")
-@click.option("--url", metavar="URL", help="Database URL (SQLAlchemy form). Overrides "
-              "POOLBENCH_URL and the scenario's database.url; without any, poolbench "
-              "starts a throwaway embedded PostgreSQL.")
-@click.option("--duration", type=DURATION, help="Run for this long instead (e.g. 10s, 2m); "
-              "phases are scaled in proportion.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override any scenario key, e.g. --set pool.pool_size=20 "
-              "--set workload[0].session=closed. Repeatable.")
-@click.option("--json", "json_path", metavar="PATH",
-              help="Write the result as JSON to PATH ('-' for stdout; the human output then "
-              "goes to stderr). See docs/results.md.")
-@click.option("--progress", type=click.Choice(["auto", "live", "plain", "none"]),
-              default="auto", show_default=True,
-              help="Live view in a terminal, one line per interval otherwise (auto).")
+@click.option(
+    "--url",
+    metavar="URL",
+    help="Database URL (SQLAlchemy form). Overrides "
+    "POOLBENCH_URL and the scenario's database.url; without any, poolbench "
+    "starts a throwaway embedded PostgreSQL.",
+)
+@click.option(
+    "--duration",
+    type=DURATION,
+    help="Run for this long instead (e.g. 10s, 2m); phases are scaled in proportion.",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override any scenario key, e.g. --set pool.pool_size=20 "
+    "--set workload[0].session=closed. Repeatable.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    metavar="PATH",
+    help="Write the result as JSON to PATH ('-' for stdout; the human output then "
+    "goes to stderr). See docs/results.md.",
+)
+@click.option(
+    "--progress",
+    type=click.Choice(["auto", "live", "plain", "none"]),
+    default="auto",
+    show_default=True,
+    help="Live view in a terminal, one line per interval otherwise (auto).",
+)
 @click.option("--no-timeline", is_flag=True, help="Leave the timeline table out of the summary.")
-@click.option("-v", "--verbose", is_flag=True,
-              help="Also print SQLAlchemy's own pool.status() at every sample.")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Also print SQLAlchemy's own pool.status() at every sample.",
+)
 @reports_errors
 def run(
     scenario: str,
@@ -195,8 +219,9 @@ def _exit_status(result: RunResult) -> ExitStatus:
 
 @main.command()
 @click.argument("scenario", metavar="SCENARIO")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Apply overrides as run would.")
+@click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Apply overrides as run would."
+)
 @click.option("--duration", type=DURATION, help="As run's --duration.")
 @reports_errors
 def validate(scenario: str, overrides: tuple[str, ...], duration: float | None) -> None:
@@ -210,18 +235,26 @@ def validate(scenario: str, overrides: tuple[str, ...], duration: float | None) 
     console = make_console()
     console.print(f"[green]✔[/] {escape(scenario)}: [bold]{escape(s.name)}[/] is valid")
     console.print(f"  pool      {escape(s.pool.describe())}")
-    load = f"rate {s.load.rate:g}/s, at most {s.load.concurrency} concurrent" \
-        if s.load.open_loop else f"{s.load.workers} workers"
-    console.print(f"  load      {load}, {format_duration(s.total_duration)}, "
-                  f"sampled every {format_duration(s.interval)}")
+    load = (
+        f"rate {s.load.rate:g}/s, at most {s.load.concurrency} concurrent"
+        if s.load.open_loop
+        else f"{s.load.workers} workers"
+    )
+    console.print(
+        f"  load      {load}, {format_duration(s.total_duration)}, "
+        f"sampled every {format_duration(s.interval)}"
+    )
     for phase in s.effective_phases() if s.phases else []:
         amount = f"{phase.rate:g}/s" if s.load.open_loop else f"{phase.workers} workers"
-        console.print(f"  phase     {escape(phase.name or '')}: {format_duration(phase.duration)}, "
-                      f"{amount}")
+        console.print(
+            f"  phase     {escape(phase.name or '')}: {format_duration(phase.duration)}, {amount}"
+        )
     for g in s.workload:
-        console.print(f"  group     {escape(g.label)}: share {g.share:g}, session {g.session}, "
-                      f"hold {g.hold.describe()}, think {g.think.describe()}, "
-                      f"query {escape(g.query)!r}")
+        console.print(
+            f"  group     {escape(g.label)}: share {g.share:g}, session {g.session}, "
+            f"hold {g.hold.describe()}, think {g.think.describe()}, "
+            f"query {escape(g.query)!r}"
+        )
     for section in ("thresholds", "expect"):
         for metric, condition in getattr(s, section).items():
             console.print(f"  {section[:6]:<9} {metric} {escape(str(condition))}")

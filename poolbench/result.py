@@ -44,6 +44,7 @@ class Sample:
     checkout_wait_p99_ms: float | None
     connects: int
     invalidations: int
+    gc_returned: int
     leaked_open: int
     server_connections: dict[str, int] | None
     pool_status: str | None = None
@@ -263,5 +264,7 @@ class RunResult:
         data = asdict(self)
         data["summary"] = self.summary.to_dict()
         data["schema_version"] = SCHEMA_VERSION
-        return {"schema_version": SCHEMA_VERSION, **{k: v for k, v in data.items()
-                                                     if k != "schema_version"}}
+        return {
+            "schema_version": SCHEMA_VERSION,
+            **{k: v for k, v in data.items() if k != "schema_version"},
+        }

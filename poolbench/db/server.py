@@ -8,6 +8,7 @@ recorded (see engine.pool.PoolWatch).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterable
 
@@ -19,7 +20,7 @@ from .. import errors
 from .target import scrub
 
 CONNECT_TIMEOUT_S = 3
-PROBE_READ_TIMEOUT_S = 10
+PROBE_READ_TIMEOUT_S = 5
 
 
 def connect_args(url: URL, application_name: str) -> dict[str, object]:
@@ -73,8 +74,16 @@ class ServerProbe:
         self._engine.dispose()
 
     def _explain(self, exc: sa.exc.DBAPIError) -> str:
+        from ..engine.classify import driver_code, driver_message
+
         shown = self.url.render_as_string(hide_password=True)
-        detail = " ".join(str(exc.orig).split()) if exc.orig is not None else str(exc)
+        if exc.orig is None:
+            detail = " ".join(str(exc).split())
+        else:
+            code = driver_code(exc.orig)
+            detail = driver_message(exc.orig)
+            if code and not code.startswith("0"):
+                detail = f"{detail} ({code})"
         return scrub(f"cannot connect to {shown}: {detail}", self.url)
 
     def _run(self, fn: Callable[[Connection], object]) -> object:
@@ -88,10 +97,8 @@ class ServerProbe:
                     return fn(self._conn)
                 except sa.exc.DBAPIError:
                     if self._conn is not None:
-                        try:
+                        with contextlib.suppress(Exception):
                             self._conn.close()
-                        except Exception:
-                            pass
                     self._conn = None
                     if attempt == 2:
                         raise

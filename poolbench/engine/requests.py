@@ -223,9 +223,7 @@ class RequestExecutor:
             return
         held = perf_counter() - t1
         if failure is None:
-            self.recorder.finished(
-                plan.index, OK, int((t1 - t0) * 1e6), int(held * 1e6), leaked
-            )
+            self.recorder.finished(plan.index, OK, int((t1 - t0) * 1e6), int(held * 1e6), leaked)
         else:
             self._failed(plan, failure, t1 - t0, held, leaked)
 
@@ -259,9 +257,7 @@ class RequestExecutor:
         self, plan: GroupPlan, exc: BaseException, waited: float, held: float, leaked: bool
     ) -> None:
         if isinstance(exc, InjectedError):
-            self.recorder.finished(
-                plan.index, INJECTED, int(waited * 1e6), int(held * 1e6), leaked
-            )
+            self.recorder.finished(plan.index, INJECTED, int(waited * 1e6), int(held * 1e6), leaked)
             return
         kind, code, message = classify(exc, self.scrub)
         t_s = perf_counter() - self.started_at

@@ -80,8 +80,10 @@ def check_requirements(scenario: Scenario, target_kind: str | None) -> None:
     needed = scenario.database.requires
     if needed and target_kind != needed:
         names = {"mysql": "MySQL or MariaDB", "postgresql": "PostgreSQL"}
-        got = "the embedded PostgreSQL" if target_kind is None else names.get(
-            target_kind, target_kind
+        got = (
+            "the embedded PostgreSQL"
+            if target_kind is None
+            else names.get(target_kind, target_kind)
         )
         raise errors.UnsupportedDatabase(
             f"scenario {scenario.name!r} needs {names[needed]}; it was given {got} "
@@ -162,7 +164,12 @@ class _Run:
         stop = threading.Event()
         started_wall = datetime.now(timezone.utc).isoformat(timespec="seconds")
         executor = RequestExecutor(
-            engine, recorder, leaks, stop, perf_counter(), self.target.scrub,
+            engine,
+            recorder,
+            leaks,
+            stop,
+            perf_counter(),
+            self.target.scrub,
             self._on_first_timeout,
         )
         driver = driver_for(
@@ -223,8 +230,11 @@ class _Run:
             scenario=_scenario_info(scenario),
             started_at=started_wall,
             database=self.database,
-            pool={"poolclass": scenario.pool.poolclass, **_pool_dict(scenario),
-                  "create_engine": scenario.pool.describe()},
+            pool={
+                "poolclass": scenario.pool.poolclass,
+                **_pool_dict(scenario),
+                "create_engine": scenario.pool.describe(),
+            },
             load=_load_dict(scenario),
             interval_s=scenario.interval,
             timeline=sampler.timeline,
@@ -371,9 +381,11 @@ def _round(value: float | None) -> float | None:
 
 
 def _load_line(s: Scenario) -> str:
-    groups = ", ".join(
-        f"{g.share / sum(x.share for x in s.workload):.0%} {g.label}" for g in s.workload
-    ) if len(s.workload) > 1 else s.workload[0].session + " sessions"
+    groups = (
+        ", ".join(f"{g.share / sum(x.share for x in s.workload):.0%} {g.label}" for g in s.workload)
+        if len(s.workload) > 1
+        else s.workload[0].session + " sessions"
+    )
     if s.load.open_loop:
         model = f"open loop, {s.load.rate:g}/s, at most {s.load.concurrency} concurrent"
     else:

@@ -113,6 +113,7 @@ class Sampler:
             checkout_wait_p99_ms=stats.checkout_wait_p99_ms,
             connects=events.connects - self._last_events.connects,
             invalidations=events.invalidations - self._last_events.invalidations,
+            gc_returned=events.gc_returned - self._last_events.gc_returned,
             leaked_open=self._leaked_open(),
             server_connections=dict(server) if server is not None else None,
             pool_status=state.status or None,

@@ -163,7 +163,7 @@ class Aggregator:
     def totals(self) -> tuple[Percentiles, Percentiles, list[GroupSummary]]:
         wait, hold = LatencyHistogram(), LatencyHistogram()
         groups = []
-        for (name, session), g in zip(self._names, self._groups):
+        for (name, session), g in zip(self._names, self._groups, strict=False):
             wait.add(g.wait)
             hold.add(g.hold)
             groups.append(

@@ -13,9 +13,11 @@ def diagnose(result: RunResult) -> list[str]:
     pool = result.pool
     hints: list[str] = []
     capacity = None
-    if pool.get("poolclass") == "QueuePool" and pool.get("pool_size") and pool.get(
-        "max_overflow", 0
-    ) >= 0:
+    if (
+        pool.get("poolclass") == "QueuePool"
+        and pool.get("pool_size")
+        and pool.get("max_overflow", 0) >= 0
+    ):
         capacity = pool["pool_size"] + pool["max_overflow"]
 
     if s.timeouts and s.leaked:

@@ -52,15 +52,27 @@ class PlainProgress(Observer):
             self.console.print(line, highlight=False)
 
     def sampled(self, sample: Sample, progress: Progress) -> None:
-        self.console.print(plain_progress_line(sample, self._capacity), highlight=False,
-                           markup=False, soft_wrap=True)
+        self.console.print(
+            plain_progress_line(sample, self._capacity),
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
         if self.verbose and sample.pool_status:
-            self.console.print(f"  pool.status(): {sample.pool_status}", markup=False,
-                               highlight=False, soft_wrap=True)
+            self.console.print(
+                f"  pool.status(): {sample.pool_status}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
 
     def first_timeout(self, t_s: float, message: str) -> None:
-        self.console.print(f"first TimeoutError at {t_s:.2f} s: {message}", markup=False,
-                           highlight=False, soft_wrap=True)
+        self.console.print(
+            f"first TimeoutError at {t_s:.2f} s: {message}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
     def stopping(self, reason: str) -> None:
         self.console.print(f"stopping: {reason}", markup=False, highlight=False)
@@ -85,9 +97,7 @@ class LiveView(Observer):
         self._header = header
         for line in header_lines(header):
             self.console.print(line, highlight=False)
-        self._live = Live(
-            self._render(), console=self.console, auto_refresh=False, transient=True
-        )
+        self._live = Live(self._render(), console=self.console, auto_refresh=False, transient=True)
         self._live.start()
 
     def sampled(self, sample: Sample, progress: Progress) -> None:
@@ -142,13 +152,19 @@ class LiveView(Observer):
             rows.add_row("pool", "[dim]waiting for the first sample…[/]")
         else:
             capacity = header.capacity
-            limit = capacity if capacity is not None else max(self._history + [1])
-            gauge = ProgressBar(total=limit, completed=min(sample.checked_out, limit), width=30,
-                                complete_style="red" if capacity and sample.checked_out >= capacity
-                                else "green")
+            limit = capacity if capacity is not None else max([*self._history, 1])
+            gauge = ProgressBar(
+                total=limit,
+                completed=min(sample.checked_out, limit),
+                width=30,
+                complete_style="red" if capacity and sample.checked_out >= capacity else "green",
+            )
             out = Table.grid(padding=(0, 1))
-            out.add_row(gauge, f"{sample.checked_out} / {capacity_text(capacity)} checked out",
-                        f"[dim]{_spark(self._history[-30:], limit)}[/]")
+            out.add_row(
+                gauge,
+                f"{sample.checked_out} / {capacity_text(capacity)} checked out",
+                f"[dim]{_spark(self._history[-30:], limit)}[/]",
+            )
             rows.add_row("pool", out)
             waiting = f"[bold red]{sample.waiting}[/]" if sample.waiting else "0"
             rows.add_row(
@@ -156,8 +172,11 @@ class LiveView(Observer):
                 f"idle {sample.checked_in} · overflow {sample.overflow} · "
                 f"waiting {waiting} · connects {sample.connects} this interval",
             )
-            rows.add_row("server", escape(server_states(sample.server_connections)) +
-                         " [dim]connections of this run[/]")
+            rows.add_row(
+                "server",
+                escape(server_states(sample.server_connections))
+                + " [dim]connections of this run[/]",
+            )
         if progress is not None:
             timeouts = f"[bold red]{progress.timeouts}[/]" if progress.timeouts else "0"
             rows.add_row(
@@ -167,18 +186,26 @@ class LiveView(Observer):
                 f"{progress.throughput_ops_s:.1f}/s",
             )
             if sample is not None:
-                rows.add_row("", f"checkout wait p99 {ms(sample.checkout_wait_p99_ms)} ms "
-                                 "this interval")
+                rows.add_row(
+                    "", f"checkout wait p99 {ms(sample.checkout_wait_p99_ms)} ms this interval"
+                )
             if progress.leaked:
-                rows.add_row("leaks", f"[yellow]{progress.leaked} sessions never closed[/], "
-                                      f"{progress.leaked_open} still holding a connection")
+                rows.add_row(
+                    "leaks",
+                    f"[yellow]{progress.leaked} sessions never closed[/], "
+                    f"{progress.leaked_open} still holding a connection",
+                )
         parts: list = [bar, rows]
         if self._first_timeout is not None:
             t_s, message = self._first_timeout
-            parts.append(Text.assemble(
-                ("✖ first TimeoutError at ", "bold red"), (secs(t_s), "bold red"), ":\n  ",
-                (message, "red"),
-            ))
+            parts.append(
+                Text.assemble(
+                    ("✖ first TimeoutError at ", "bold red"),
+                    (secs(t_s), "bold red"),
+                    ":\n  ",
+                    (message, "red"),
+                )
+            )
         if self._status:
             parts.append(Text(self._status, style="dim"))
         return Group(*parts)

@@ -16,6 +16,11 @@ from .diagnosis import diagnose
 from .text import ms, secs, server_states, short_server
 
 MAX_TIMELINE_ROWS = 30
+TIMELINE_LEGEND = (
+    "out checked out · ovf overflow · wait callers blocked in checkout · tmo timeouts · "
+    "conn connects · gc returned by the garbage collector · "
+    "server: total, a active, i idle, t idle in transaction"
+)
 
 
 @dataclass
@@ -34,6 +39,7 @@ class TimelineRow:
     checkout_wait_p99_ms: float | None
     connects: int
     invalidations: int
+    gc_returned: int
     server_connections: dict[str, int] | None
     samples: int
 
@@ -60,6 +66,7 @@ def timeline_rows(timeline: list[Sample], max_rows: int = MAX_TIMELINE_ROWS) -> 
                 checkout_wait_p99_ms=max(p99s) if p99s else None,
                 connects=sum(s.connects for s in chunk),
                 invalidations=sum(s.invalidations for s in chunk),
+                gc_returned=sum(s.gc_returned for s in chunk),
                 server_connections=max(servers, key=lambda c: c.get("total", 0))
                 if servers
                 else None,
@@ -71,6 +78,7 @@ def timeline_rows(timeline: list[Sample], max_rows: int = MAX_TIMELINE_ROWS) -> 
 
 def timeline_table(result: RunResult) -> Table:
     rows = timeline_rows(result.timeline)
+    show_gc = any(r.gc_returned for r in rows)
     folded = rows and rows[0].samples > 1
     title = "timeline"
     if folded:
@@ -78,14 +86,35 @@ def timeline_table(result: RunResult) -> Table:
             f" (each row folds {rows[0].samples} samples: gauges at their max, counts summed;"
             " the JSON has every sample)"
         )
-    table = Table(title=title, title_justify="left", header_style="bold", box=None,
-                  pad_edge=False, caption="out checked out · ovf overflow · wait callers blocked "
-                  "in checkout · tmo timeouts · conn connects · server: total, a active, "
-                  "i idle, t idle in transaction", caption_justify="left")
-    for name in ("t", "out", "idle", "ovf", "wait", "ops", "tmo", "err", "p99 wait ms",
-                 "conn", "inval", "server a/i/t"):
+    table = Table(
+        title=title,
+        title_justify="left",
+        header_style="bold",
+        box=None,
+        pad_edge=False,
+        caption=TIMELINE_LEGEND,
+        caption_justify="left",
+    )
+    names = [
+        "t",
+        "out",
+        "idle",
+        "ovf",
+        "wait",
+        "ops",
+        "tmo",
+        "err",
+        "p99 wait ms",
+        "conn",
+        "inval",
+        "server a/i/t",
+    ]
+    if show_gc:
+        names.insert(-1, "gc")
+    for name in names:
         table.add_column(name, justify="right" if name != "server a/i/t" else "left")
     for r in rows:
+        gc_cell = [str(r.gc_returned)] if show_gc else []
         table.add_row(
             f"{r.t_s:.1f}",
             str(r.checked_out),
@@ -98,6 +127,7 @@ def timeline_table(result: RunResult) -> Table:
             ms(r.checkout_wait_p99_ms),
             str(r.connects),
             str(r.invalidations),
+            *gc_cell,
             short_server(r.server_connections),
         )
     return table
@@ -117,8 +147,8 @@ def summary_table(result: RunResult) -> Table:
     table.add_row(
         "requests",
         f"{s.operations} in {s.duration_s:.1f}s ({s.throughput_ops_s:.1f}/s) · {s.ok} ok · "
-        f"{s.error_count} errors" + (f" · {s.injected_errors} injected" if s.injected_errors
-                                     else ""),
+        f"{s.error_count} errors"
+        + (f" · {s.injected_errors} injected" if s.injected_errors else ""),
     )
     table.add_row("checkout wait", _pct(s.checkout_wait_ms))
     table.add_row("hold", _pct(s.hold_ms))
@@ -135,11 +165,15 @@ def summary_table(result: RunResult) -> Table:
         if kind == "timeout" or not stats.count:
             continue
         lines = [
-            f"{e.code + ' ' if e.code else ''}{escape(e.message)} ×{e.count}" for e in stats.examples
+            f"{e.code + ' ' if e.code else ''}{escape(e.message)} ×{e.count}"
+            for e in stats.examples
         ]
         table.add_row(f"[red]{kind}[/]", f"{stats.count}: " + "\n".join(lines))
-    capacity = result.pool.get("pool_size", 0) + result.pool.get("max_overflow", 0) \
-        if result.pool.get("poolclass") == "QueuePool" else None
+    capacity = (
+        result.pool.get("pool_size", 0) + result.pool.get("max_overflow", 0)
+        if result.pool.get("poolclass") == "QueuePool"
+        else None
+    )
     table.add_row(
         "pool",
         f"max checked out {s.max_checked_out}"
@@ -148,15 +182,21 @@ def summary_table(result: RunResult) -> Table:
     )
     ev = s.pool_events
     events = [f"{ev.connects} connects"]
-    for name, value in (("invalidations", ev.invalidations), ("recycles", ev.recycles),
-                        ("pre-ping recoveries", ev.pre_ping_recoveries),
-                        ("returned by the garbage collector", ev.gc_returned)):
+    for name, value in (
+        ("invalidations", ev.invalidations),
+        ("recycles", ev.recycles),
+        ("pre-ping recoveries", ev.pre_ping_recoveries),
+        ("returned by the garbage collector", ev.gc_returned),
+    ):
         if value:
             events.append(f"{value} {name}")
     table.add_row("pool events", " · ".join(events))
     if s.leaked:
-        at = f" ({s.leaked_at_first_timeout} before the first timeout)" \
-            if s.leaked_at_first_timeout is not None else ""
+        at = (
+            f" ({s.leaked_at_first_timeout} before the first timeout)"
+            if s.leaked_at_first_timeout is not None
+            else ""
+        )
         table.add_row("[yellow]leaks[/]", f"{s.leaked} sessions never closed{at}")
     server = f"max {s.max_server_connections}" if s.max_server_connections is not None else "-"
     if result.database.max_connections:
@@ -178,12 +218,28 @@ def groups_table(result: RunResult) -> Table | None:
     if len(groups) < 2:
         return None
     table = Table(title="workload groups", title_justify="left", box=None, header_style="bold")
-    for name in ("group", "session", "requests", "ok", "errors", "leaked", "wait p99 ms",
-                 "hold p50 ms"):
+    for name in (
+        "group",
+        "session",
+        "requests",
+        "ok",
+        "errors",
+        "leaked",
+        "wait p99 ms",
+        "hold p50 ms",
+    ):
         table.add_column(name, justify="left" if name in ("group", "session") else "right")
     for g in groups:
-        table.add_row(escape(g.name), g.session, str(g.operations), str(g.ok), str(g.errors),
-                      str(g.leaked), ms(g.checkout_wait_ms.p99), ms(g.hold_ms.p50))
+        table.add_row(
+            escape(g.name),
+            g.session,
+            str(g.operations),
+            str(g.ok),
+            str(g.errors),
+            str(g.leaked),
+            ms(g.checkout_wait_ms.p99),
+            ms(g.hold_ms.p50),
+        )
     return table
 
 
@@ -195,8 +251,11 @@ def checks_table(checks: list[CheckResult]) -> Table | None:
         table.add_column(name)
     for c in checks:
         mark = "[green]✔[/]" if c.ok else "[bold red]✘[/]"
-        value = "not measured" if c.value is None else (
-            f"{c.value:g}" if isinstance(c.value, float) else str(c.value))
+        value = (
+            "not measured"
+            if c.value is None
+            else (f"{c.value:g}" if isinstance(c.value, float) else str(c.value))
+        )
         if len(value) > 48:
             value = value[:47] + "…"
         table.add_row(mark, c.source, c.metric, escape(c.condition), escape(value))
@@ -211,8 +270,10 @@ def verdict(result: RunResult) -> str:
         names = ", ".join(f"{c.metric} {c.condition}" for c in failed)
         return f"{prefix}[bold red]FAILED[/]: {len(failed)} check(s) breached: {escape(names)}"
     if s.thresholds or s.expectations:
-        return f"{prefix}[bold green]PASSED[/]: all {len(s.thresholds) + len(s.expectations)} " \
-               "checks held"
+        return (
+            f"{prefix}[bold green]PASSED[/]: all {len(s.thresholds) + len(s.expectations)} "
+            "checks held"
+        )
     return f"{prefix}done (no thresholds set)"
 
 

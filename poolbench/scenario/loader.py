@@ -153,7 +153,9 @@ def _apply(raw: dict[str, Any], path: tuple[str | int, ...], value: Any, item: s
                     raise UsageError(f"--set {item}: cannot replace a whole group")
                 continue  # a single group written as a mapping is group 0
             if not isinstance(node, list) or step >= len(node):
-                raise UsageError(f"--set {item}: there is no item {step} at {_format_loc(path[:i])}")
+                raise UsageError(
+                    f"--set {item}: there is no item {step} at {_format_loc(path[:i])}"
+                )
             if last:
                 node[step] = value
             else:
@@ -217,6 +219,8 @@ def _message(error: dict[str, Any], loc: tuple[Any, ...]) -> str:
     if kind in ("bool_parsing", "bool_type"):
         return f"expected true or false, got {got}"
     if kind in ("string_type",):
+        if isinstance(error.get("input"), bool):
+            return f"expected text, got {got} (quote it: YAML reads on/off/yes/no as true/false)"
         return f"expected text, got {got}"
     if kind in ("list_type",):
         return f"expected a list, got {got}"
@@ -224,8 +228,12 @@ def _message(error: dict[str, Any], loc: tuple[Any, ...]) -> str:
         return f"expected a mapping of keys, got {got}"
     if kind == "too_short":
         return "must not be empty"
-    bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=",
-              "less_than": "<"}
+    bounds = {
+        "greater_than_equal": ">=",
+        "greater_than": ">",
+        "less_than_equal": "<=",
+        "less_than": "<",
+    }
     if kind in bounds:
         limit = next(iter(ctx.values()))
         return f"must be {bounds[kind]} {_show(limit)}, got {got}"

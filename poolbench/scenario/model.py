@@ -70,7 +70,9 @@ class PoolSettings(_Model):
         if self.pool_pre_ping:
             parts.append("pool_pre_ping=True")
         if self.pool_reset_on_return != "rollback":
-            value = "None" if self.pool_reset_on_return == "none" else repr(self.pool_reset_on_return)
+            value = (
+                "None" if self.pool_reset_on_return == "none" else repr(self.pool_reset_on_return)
+            )
             parts.append(f"pool_reset_on_return={value}")
         return ", ".join(parts)
 
@@ -231,7 +233,9 @@ class Scenario(_Model):
                 if self.load.open_loop and phase.workers is not None:
                     raise ValueError("phases of an open-loop load (rate) take rate, not workers")
                 if not self.load.open_loop and phase.rate is not None:
-                    raise ValueError("phases of a closed-loop load (workers) take workers, not rate")
+                    raise ValueError(
+                        "phases of a closed-loop load (workers) take workers, not rate"
+                    )
         elif self.duration is None:
             raise ValueError("give duration (e.g. 30s) or phases")
         return self
@@ -256,7 +260,9 @@ class Scenario(_Model):
             Phase(
                 name=p.name or f"phase {i + 1}",
                 duration=p.duration,
-                workers=p.workers if p.workers is not None or self.load.open_loop else self.load.workers,
+                workers=p.workers
+                if p.workers is not None or self.load.open_loop
+                else self.load.workers,
                 rate=p.rate if p.rate is not None or not self.load.open_loop else self.load.rate,
             )
             for i, p in enumerate(self.phases)

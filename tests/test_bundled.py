@@ -1,0 +1,53 @@
+"""Every bundled scenario is itself a test: run it (shortened where its story allows) and
+require every one of its ``expect`` conditions to hold."""
+
+import pytest
+
+from poolbench.db.target import Target, parse_url
+from poolbench.engine.runner import run_scenario
+from poolbench.scenario import BUNDLED_DIR, load_scenario
+from poolbench.units import parse_duration
+
+# scenario -> (duration for the test, or None for the full run; servers to run it on)
+BUNDLED = {
+    "leaky-sessions": ("5s", ("postgresql", "mysql")),
+    "closed-sessions": ("4s", ("postgresql", "mysql")),
+    "rare-leak": ("12s", ("postgresql",)),
+    "seed-defaults": (None, ("postgresql",)),  # the literal 30 s pool_timeout
+    "nullpool": ("3s", ("postgresql", "mysql")),
+    "unclosed-sessions": ("6s", ("postgresql", "mysql")),
+    "bursts": ("6s", ("postgresql",)),
+}
+
+CASES = [
+    pytest.param(
+        name,
+        duration,
+        kind,
+        id=f"{name}-{kind}",
+        marks=pytest.mark.postgres if kind == "postgresql" else pytest.mark.mysql,
+    )
+    for name, (duration, kinds) in BUNDLED.items()
+    for kind in kinds
+]
+
+
+def test_every_bundled_scenario_is_tested():
+    on_disk = {p.stem for p in BUNDLED_DIR.glob("*.yaml")}
+    assert on_disk - set(BUNDLED) == set(), "add the new scenario to BUNDLED"
+    assert set(BUNDLED) - on_disk == set()
+
+
+@pytest.mark.parametrize(("name", "duration", "kind"), CASES)
+def test_bundled_scenario_does_what_it_says(name, duration, kind, request):
+    url = request.getfixturevalue("pg_url" if kind == "postgresql" else "mysql_url")
+    scenario = load_scenario(name, duration=parse_duration(duration) if duration else None)
+    assert scenario.description.strip(), f"{name} must say what it shows"
+    assert scenario.expect, f"{name} must declare what it expects"
+    result = run_scenario(scenario, Target(parse_url(url, "test"), "--url"))
+    failed = [
+        f"{c.metric} {c.condition} (measured {c.value!r})"
+        for c in result.summary.expectations
+        if not c.ok
+    ]
+    assert not failed, f"{name} on {kind}: {failed}"

@@ -1,0 +1,92 @@
+"""Recording and folding measurements (pure logic, no database)."""
+
+import threading
+
+from poolbench.metrics.histogram import LatencyHistogram
+from poolbench.metrics.recorder import INJECTED, OK, OUTCOME, Aggregator, ErrorLog, Recorder
+
+
+def test_histogram_percentiles_in_ms():
+    h = LatencyHistogram()
+    for micros in range(1, 10_001):
+        h.record(micros)
+    p = h.percentiles()
+    assert p.count == 10_000
+    assert abs(p.p50 - 5.0) < 0.01 and abs(p.p99 - 9.9) < 0.02 and abs(p.max - 10.0) < 0.02
+
+
+def test_histogram_survives_out_of_range_values_and_round_trips():
+    h = LatencyHistogram()
+    h.record(0)
+    h.record(10**12)
+    assert h.count == 2
+    copy = LatencyHistogram.decode(h.encode())
+    assert copy.percentiles() == h.percentiles()
+    assert LatencyHistogram().percentiles().p99 is None
+
+
+def test_histograms_merge_exactly():
+    a, b, both = LatencyHistogram(), LatencyHistogram(), LatencyHistogram()
+    for v in range(1, 500):
+        a.record(v)
+        both.record(v)
+    for v in range(500, 2000):
+        b.record(v)
+        both.record(v)
+    a.add(b)
+    assert a.percentiles() == both.percentiles()
+
+
+def test_error_log_counts_kinds_and_keeps_first_examples():
+    log = ErrorLog()
+    assert log.record("timeout", "3o7r", "QueuePool limit ...", 3.0) is True
+    assert log.record("timeout", "3o7r", "QueuePool limit ...", 3.5) is False
+    for i in range(10):
+        log.record("disconnect", "2013", f"Lost connection {i}", 4.0 + i)
+    snap = log.snapshot()
+    assert snap["timeout"].count == 2 and snap["timeout"].examples[0].count == 2
+    assert snap["disconnect"].count == 10 and len(snap["disconnect"].examples) == 5
+    assert (log.first_timeout_at_s, log.first_timeout_message) == (3.0, "QueuePool limit ...")
+
+
+def test_aggregator_folds_intervals_and_totals():
+    rec = Recorder()
+    agg = Aggregator([("a", "closed"), ("b", "leaky")])
+    rec.finished(0, OK, 100, 2000)
+    rec.finished(1, OK, 200, 3000, leaked=True)
+    rec.finished(1, OUTCOME["timeout"], 3_000_000, 0)
+    rec.finished(0, INJECTED, 100, 1000)
+    first = agg.absorb(rec.drain())
+    assert (first.operations, first.ok, first.timeouts, first.errors, first.injected) == (
+        4,
+        2,
+        1,
+        1,
+        1,
+    )
+    assert first.checkout_wait_p99_ms > 2900
+    second = agg.absorb(rec.drain())
+    assert second.operations == 0 and second.checkout_wait_p99_ms is None
+    wait, hold, groups = agg.totals()
+    assert wait.count == 4 and hold.count == 3  # the timed-out request held nothing
+    assert [(g.name, g.operations, g.ok, g.errors, g.leaked) for g in groups] == [
+        ("a", 2, 1, 0, 0),
+        ("b", 2, 1, 1, 1),
+    ]
+
+
+def test_recorder_is_safe_from_many_threads():
+    rec = Recorder()
+
+    def work():
+        for _ in range(5000):
+            rec.finished(0, OK, 1, 1)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    drained = 0
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        drained += len(rec.drain())
+    drained += len(rec.drain())
+    assert drained == 40_000
