@@ -35,6 +35,7 @@ class ErrorLog:
 
     def record(self, kind: str, code: str | None, message: str, t_s: float) -> bool:
         """Count one error; True when it is the run's first timeout."""
+        t_s = round(t_s, 3)
         with self._lock:
             stats = self.kinds[kind]
             stats.count += 1

@@ -1,0 +1,1 @@
+"""Sizing a pool before a deploy: queueing-theory predictions and measured trials."""
