@@ -1,0 +1,409 @@
+"""The HTML report: a pure function of the result JSON, and a page that renders offline.
+
+The browser tests open the file in headless Chromium (Debian's ``chromium`` package) with
+every network request sent to a socket the test listens on, and check that the charts were
+drawn and that the socket never saw a connection.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from html import escape
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from poolbench.output.html import chart_data, render_html
+
+DATA = Path(__file__).parent / "data"
+CHROMIUM = "/usr/bin/chromium"
+HOSTILE = "</script><script>alert(1)</script>"
+
+
+def load(name: str) -> dict:
+    return json.loads((DATA / f"{name}.json").read_text())
+
+
+def comparison() -> dict:
+    runs = []
+    for name, pre_ping in (("rare-leak", False), ("bursts", True)):
+        run = load(name)
+        run["variant"] = {"pool_pre_ping": pre_ping}
+        runs.append(run)
+    return {"schema_version": 1, "runs": runs}
+
+
+class Page(HTMLParser):
+    """What a page is made of: its tags with their attributes, and the text of each script."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.scripts: list[tuple[dict[str, str | None], str]] = []
+        self.styles: list[str] = []
+        self._open: str | None = None
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        if tag == "script":
+            self.scripts.append((dict(attrs), ""))
+        elif tag == "style":
+            self.styles.append("")
+        self._open = tag
+
+    def handle_endtag(self, tag: str) -> None:
+        self._open = None
+
+    def handle_data(self, data: str) -> None:
+        if self._open == "script":
+            attrs, text = self.scripts[-1]
+            self.scripts[-1] = (attrs, text + data)
+        elif self._open == "style":
+            self.styles[-1] += data
+
+    def charts(self) -> int:
+        return sum(1 for tag, attrs in self.tags if "data-kind" in attrs)
+
+    def data(self) -> dict:
+        (text,) = [t for a, t in self.scripts if a.get("type") == "application/json"]
+        return json.loads(text)
+
+
+# ---- the document in, the page out ------------------------------------------------------
+
+
+def test_hostile_strings_are_text_never_markup():
+    doc = load("rare-leak")
+    doc["scenario"]["description"] = HOSTILE
+    doc["scenario"]["name"] = f"leak {HOSTILE}"
+    doc["notes"] = [HOSTILE]
+    doc["load"]["phases"][0]["name"] = HOSTILE
+    doc["summary"]["errors"]["other"]["examples"] = [
+        {"code": "<b>", "message": HOSTILE, "count": 1, "first_at_s": 1.0}
+    ]
+    html = render_html(doc)
+    page = Page(html)
+
+    assert "alert(1)</script>" not in html
+    assert escape(HOSTILE) in html
+    assert [a for a, _ in page.scripts] == [
+        {"type": "application/json", "id": "poolbench-data"},
+        {},
+        {},
+    ]
+    # Data for the charts travels as JSON and comes back out unchanged.
+    assert page.data()["runs"][0]["phases"] == []  # one phase: no boundary to draw
+    doc["load"]["phases"].append({"name": HOSTILE, "duration": 5.0, "workers": 1})
+    page = Page(render_html(doc))
+    assert page.data()["runs"][0]["phases"][1] == {"t": 10.0, "name": HOSTILE}
+
+
+def test_first_timeout_message_verbatim():
+    doc = load("rare-leak")
+    message = doc["summary"]["first_timeout_message"]
+    html = render_html(doc)
+    assert f'<pre class="error">{escape(message)}</pre>' in html
+    assert "At 5.94s into the run, with 15 leaked sessions holding connections." in html
+
+    doc["summary"]["first_timeout_message"] = "QueuePool limit <of> size & co"
+    assert '<pre class="error">QueuePool limit &lt;of&gt; size &amp; co</pre>' in render_html(doc)
+
+
+@pytest.mark.parametrize("doc", [load("rare-leak"), load("bursts"), comparison()])
+def test_nothing_on_the_page_refers_to_the_network(doc):
+    html = render_html(doc)
+    page = Page(html)
+    fetching = {"link", "img", "iframe", "object", "embed", "base", "form", "audio", "video"}
+    assert fetching.isdisjoint(tag for tag, _ in page.tags)
+    for tag, attrs in page.tags:
+        for name, value in attrs.items():
+            assert name not in ("src", "href", "srcset", "action", "poster"), (tag, name)
+            assert "//" not in (value or "") or name == "content", (tag, name, value)
+    for style in page.styles:
+        assert "url(" not in style and "@import" not in style
+    for attrs, text in page.scripts:
+        assert "src" not in attrs
+        if attrs.get("type") != "application/json":  # the data is text, not code
+            code = re.sub(r"/\*.*?\*/", "", text, flags=re.S)  # uPlot's banner names its home
+            assert "http://" not in code and "https://" not in code
+    # The one address in SQLAlchemy's message is text on the page.
+    if "runs" in doc or doc["summary"]["timeouts"]:
+        assert "Background on this error at: https://sqlalche.me/e/21/3o7r" in html
+
+
+def test_policy_allows_exactly_the_page_own_scripts_and_style():
+    html = render_html(load("rare-leak"))
+    page = Page(html)
+    (policy,) = [
+        a["content"] for t, a in page.tags if a.get("http-equiv") == "Content-Security-Policy"
+    ]
+    directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
+    assert directives["default-src"] == "'none'"
+    assert "unsafe" not in policy
+
+    def digest(text: str) -> str:
+        return f"'sha256-{base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()}'"
+
+    code = [t for a, t in page.scripts if a.get("type") != "application/json"]
+    assert directives["script-src"].split() == [digest(t) for t in code]
+    assert directives["style-src"].split() == [digest(t) for t in page.styles]
+
+
+def test_run_without_timeouts():
+    html = render_html(load("bursts"))
+    assert "No TimeoutError: every checkout got a connection." in html
+    assert '<pre class="error">' not in html
+    assert "No errors." in html
+    assert Page(html).charts() == 4
+
+
+def test_server_never_answered():
+    doc = load("bursts")
+    for sample in doc["timeline"]:
+        sample["server_connections"] = None
+    doc["summary"]["max_server_connections"] = None
+    html = render_html(doc)
+    assert "The server could not be asked for its connections during this run." in html
+    assert Page(html).charts() == 3
+    assert chart_data(doc)["server_states"] == []
+
+
+def test_single_sample_and_no_samples():
+    doc = load("rare-leak")
+    doc["timeline"] = doc["timeline"][:1]
+    page = Page(render_html(doc))
+    assert page.charts() == 4
+    assert page.data()["runs"][0]["t"] == [1.0]
+
+    doc["timeline"] = []
+    html = render_html(doc)
+    assert "No samples were taken." in html
+    assert Page(html).charts() == 0
+
+
+def test_comparison_shows_variants_side_by_side():
+    html = render_html(comparison())
+    page = Page(html)
+    assert "rare-leak, bursts — 2 variants compared" in html
+    assert "2 of 2 variants passed" in html
+    for label in ("pool_pre_ping=false", "pool_pre_ping=true"):
+        assert f"<strong>{label}</strong>" in html
+        assert f"<summary>{label} — passed, run " in html
+    runs = [attrs["data-run"] for _, attrs in page.tags if "data-kind" in attrs]
+    assert runs == ["0", "1"] * 4
+    assert len(page.data()["runs"]) == 2
+    assert len(re.findall(r'id="checks-\d"', html)) == 2  # ids stay unique per variant
+
+
+def test_chart_data_columns():
+    doc = load("bursts")
+    data = chart_data(doc)
+    assert data["t"][:3] == [0.5, 1.0, 1.5]
+    assert data["series"]["waiting"][:3] == [0, 14, 0]
+    assert "checkout_wait_p50_ms" not in data["series"] and "disconnects" not in data["series"]
+    assert data["server_states"] == ["idle in transaction", "idle"]
+    assert data["server"]["idle in transaction"][:2] == [7, 8]
+    assert data["server"]["idle"][:2] == [1, 0]  # a state missing from a sample counts 0
+    assert (data["pool_size"], data["capacity"], data["pool_timeout_ms"]) == (5, 8, 1000.0)
+    assert [p["name"] for p in data["phases"]] == ["burst", "quiet", "burst again"]
+    assert [p["t"] for p in data["phases"]] == [0.0, 4.0, 8.0]
+    assert data["markers"] == []
+
+    for sample in doc["timeline"]:
+        sample["checkout_wait_p50_ms"] = 1.5
+        sample["disconnects"] = 0
+    assert chart_data(doc)["series"]["checkout_wait_p50_ms"][0] == 1.5
+    assert chart_data(doc)["series"]["disconnects"][0] == 0
+
+    leak = chart_data(load("rare-leak"))
+    assert leak["markers"] == [
+        {"t": 5.943626558000005, "label": "first TimeoutError", "color": "#cf222e"}
+    ]
+
+
+def test_nullpool_has_no_pool_lines():
+    doc = load("bursts")
+    doc["pool"] |= {"poolclass": "NullPool", "create_engine": "poolclass=NullPool"}
+    data = chart_data(doc)
+    assert (data["pool_size"], data["capacity"], data["pool_timeout_ms"]) == (None, None, None)
+    assert 'Max checked out</div><div class="value">8</div>' in render_html(doc)
+
+
+def test_size_fits_a_ci_attachment():
+    for doc in (load("rare-leak"), load("bursts"), comparison()):
+        assert len(render_html(doc).encode()) < 150_000
+    # An hour sampled every second still stays under 300 KB.
+    doc = load("bursts")
+    sample = doc["timeline"][0]
+    doc["timeline"] = [dict(sample, t_s=float(t)) for t in range(1, 3601)]
+    assert len(render_html(doc).encode()) < 300_000
+
+
+# ---- in a real browser ------------------------------------------------------------------
+
+
+class NetworkTrap:
+    """A TCP socket Chromium is given as its proxy, loopback included: every request lands here."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.settimeout(0.2)
+        self.port = self.server.getsockname()[1]
+        self.requests: list[
+            str
+        ] = []  # first line of each: "GET http://host/..." or "CONNECT host:443 ..."
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._done.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                try:
+                    self.requests.append(conn.recv(500).split(b"\r\n")[0].decode("latin-1"))
+                except OSError:
+                    self.requests.append("? (connected, sent nothing)")
+
+    def hosts(self) -> set[str | None]:
+        return {urlsplit("//" + r.split()[1].split("://")[-1]).hostname for r in self.requests}
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join(5)
+        self.server.close()
+
+
+@dataclass
+class Visit:
+    """What one headless Chromium run printed, and what its net log says it asked for."""
+
+    stdout: str
+    page_requests: list[str]  # URLs the page asked for
+    browser_hosts: set[str | None]  # hosts Chromium contacted for itself
+
+
+def requests_in(netlog: Path) -> tuple[list[str], set[str | None]]:
+    """The page's requests and the browser's own, told apart by their initiator.
+
+    Chromium 156 contacts a few of its own services whatever the flags (network time, the
+    component updater, the Google-accounts check). Its net log names the initiator of every
+    request: "not an origin" for the browser itself, the page's origin ("null" for a
+    file:// page) for anything the page asked for.
+    """
+    log = json.loads(netlog.read_text())
+    start_job = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
+    page, browser = [], set()
+    for event in log["events"]:
+        params = event.get("params") or {}
+        url = params.get("url", "")
+        if event["type"] != start_job or urlsplit(url).scheme not in ("http", "https", "ws", "wss"):
+            continue
+        if params.get("initiator") == "not an origin":
+            browser.add(urlsplit(url).hostname)
+        else:
+            page.append(url)
+    return page, browser
+
+
+@pytest.fixture
+def trap():
+    trap = NetworkTrap()
+    yield trap
+    trap.close()
+
+
+@pytest.fixture
+def chromium(tmp_path, trap):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"{CHROMIUM} not found: the browser tests need Debian's chromium package "
+            "(apt-get install -y chromium)"
+        )
+    runs = iter(range(1, 100))
+
+    def run(page: Path, *action: str) -> Visit:
+        netlog = tmp_path / f"netlog-{next(runs)}.json"
+        args = [
+            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+            f"--proxy-server=127.0.0.1:{trap.port}", "--proxy-bypass-list=<-loopback>",
+            f"--log-net-log={netlog}", "--virtual-time-budget=5000", *action, page.as_uri(),
+        ]  # fmt: skip
+        try:
+            done = subprocess.run(args, capture_output=True, text=True, timeout=90, check=False)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"chromium did not finish within 90 s: {' '.join(args)}")
+        assert done.returncode == 0, done.stderr[-2000:]
+        return Visit(done.stdout, *requests_in(netlog))
+
+    return run
+
+
+def artifacts(tmp_path: Path) -> Path:
+    """Where screenshots go: $POOLBENCH_TEST_ARTIFACTS (for CI to keep), else the test's tmp."""
+    folder = Path(os.environ.get("POOLBENCH_TEST_ARTIFACTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("name", ["rare-leak", "comparison"])
+def test_report_renders_offline_in_chromium(name, tmp_path, trap, chromium):
+    doc = comparison() if name == "comparison" else load(name)
+    first = doc["runs"][0] if "runs" in doc else doc
+    first["scenario"]["description"] = HOSTILE
+    html = render_html(doc)
+    expected = Page(html).charts()
+    page = tmp_path / f"{name}.html"
+    page.write_text(html, encoding="utf-8")
+
+    visit = chromium(page, "--dump-dom")
+    body = re.search(r"<body([^>]*)>", visit.stdout)
+    assert body, visit.stdout[:2000]
+    marks = dict(re.findall(r'data-([\w-]+)="([^"]*)"', body.group(1)))
+    assert "charts-error" not in marks, marks["charts-error"]
+    assert "csp-violations" not in marks
+    assert marks["charts"] == str(expected) and expected in (4, 8)
+    canvases = re.findall(r'<canvas width="(\d+)" height="(\d+)"', visit.stdout)
+    assert len(canvases) == expected and all(int(w) > 200 and int(h) > 100 for w, h in canvases)
+    assert len(re.findall(r"<script\b", visit.stdout)) == 3  # the hostile text stayed text
+    assert escape(HOSTILE) in visit.stdout
+
+    shot = artifacts(tmp_path) / f"report-{name}.png"
+    snap = chromium(page, f"--screenshot={shot}", "--window-size=1280,2400", "--hide-scrollbars")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
+
+    assert visit.page_requests == [] and snap.page_requests == []
+    # Nothing got past the trap, and the browser alone knocked on it.
+    assert trap.hosts() <= visit.browser_hosts | snap.browser_hosts, trap.requests
+
+
+@pytest.mark.browser
+def test_the_trap_catches_a_page_that_fetches(tmp_path, trap, chromium):
+    """Without this, "the page asked for nothing" could mean the checks were never in the way."""
+    page = tmp_path / "fetches.html"
+    page.write_text('<!DOCTYPE html><img src="http://poolbench.invalid/pixel.png">')
+    visit = chromium(page, "--dump-dom")
+    assert visit.page_requests == ["http://poolbench.invalid/pixel.png"]
+    deadline = time.monotonic() + 5
+    while "poolbench.invalid" not in trap.hosts() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "poolbench.invalid" in trap.hosts(), trap.requests
