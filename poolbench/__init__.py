@@ -9,7 +9,8 @@ Use it without the CLI::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from .db import open_target
@@ -17,6 +18,7 @@ from .engine.runner import Observer, RunOptions, run_scenario
 from .errors import ExitStatus, PoolbenchError
 from .result import RunResult
 from .scenario import Scenario, load_scenario
+from .scenario.variants import PlannedRun, plan
 
 __version__ = "0.1.0"
 
@@ -39,6 +41,53 @@ def run(
         return run_scenario(scenario, target, options, observer)
 
 
+def run_all(
+    scenario: Scenario | str | Path,
+    *,
+    url: str | None = None,
+    vary: Sequence[str] = (),
+    options: RunOptions | None = None,
+    observer: Observer | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> list[RunResult]:
+    """Run every variant of a scenario (its ``variants``, or ``vary`` flags such as
+    ``"pool_pre_ping=false,true"``) one after another on the same database."""
+    if not isinstance(scenario, Scenario):
+        scenario = load_scenario(scenario)
+    planned = plan(scenario, vary)
+    with open_target(
+        url, scenario.database.url, environ, needs=scenario.database.requires
+    ) as target:
+        return run_planned(planned, target, options, observer)
+
+
+def run_planned(
+    planned: Sequence[PlannedRun],
+    target,
+    options: RunOptions | None = None,
+    observer: Observer | None = None,
+) -> list[RunResult]:
+    """Run planned variants in order on ``target``; stops after an interrupted one."""
+    results: list[RunResult] = []
+    for run in planned:
+        opts = replace(options or RunOptions())
+        if run.label or len(planned) > 1:
+            opts = replace(opts, variant=run.settings, variant_name=run.label)
+        try:
+            result = run_scenario(run.scenario, target, opts, observer)
+        except KeyboardInterrupt:
+            if not results:
+                raise
+            # Ctrl-C between two variants: keep the finished ones, run no more
+            results[-1].interrupted = True
+            results[-1].notes.append("interrupted before the next variant started")
+            break
+        results.append(result)
+        if result.interrupted:
+            break
+    return results
+
+
 __all__ = [
     "ExitStatus",
     "Observer",
@@ -49,4 +98,5 @@ __all__ = [
     "__version__",
     "load_scenario",
     "run",
+    "run_all",
 ]

@@ -18,15 +18,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__, checks
+from . import __version__, checks, run_planned
 from .db import open_target
-from .engine.runner import Observer, RunOptions, run_scenario
+from .engine.runner import Observer, RunOptions
 from .errors import ExitStatus, PoolbenchError
+from .output.compare import comparison_table, variant_label
 from .output.jsonout import result_document, write_json
 from .output.live import LiveView, PlainProgress
 from .output.summary import render_result
 from .result import RunResult
 from .scenario import BUNDLED_DIR, load_scenario
+from .scenario.variants import plan
 from .units import format_duration, parse_duration
 
 
@@ -131,6 +133,15 @@ def main() -> None:
     "--set workload[0].session=closed. Repeatable.",
 )
 @click.option(
+    "--vary",
+    "vary",
+    multiple=True,
+    metavar="KEY=V1,V2",
+    help="Run the same load once per value and compare them side by side, e.g. --vary "
+    "pool_pre_ping=false,true --vary pool_recycle=-1,1s (every combination; replaces the "
+    "scenario's own variants).",
+)
+@click.option(
     "--json",
     "json_path",
     metavar="PATH",
@@ -157,6 +168,7 @@ def run(
     url: str | None,
     duration: float | None,
     overrides: tuple[str, ...],
+    vary: tuple[str, ...],
     json_path: str | None,
     progress: str,
     no_timeline: bool,
@@ -169,6 +181,7 @@ def run(
       poolbench run scenarios/leaky-sessions.yaml
       poolbench run rare-leak --duration 20s --json -
       poolbench run scenarios/closed-sessions.yaml --url mysql://root@127.0.0.1/test
+      poolbench run stale-postgres --vary pool_pre_ping=false,true
       POOLBENCH_URL=postgresql://postgres@127.0.0.1/test poolbench run seed-defaults
 
     While it runs you see the pool over time: checked out, idle, overflow, callers
@@ -178,21 +191,28 @@ def run(
     still reports (and writes --json) what was measured.
     """
     loaded = load_scenario(scenario, overrides, duration)
+    planned = plan(loaded, vary)
     human = make_console(stderr=json_path == "-")
     observer = _observer(progress, human, verbose)
     with sigterm_as_interrupt():
         try:
             with open_target(url, loaded.database.url, needs=loaded.database.requires) as target:
-                result = run_scenario(loaded, target, RunOptions(verbose=verbose), observer)
+                results = run_planned(planned, target, RunOptions(verbose=verbose), observer)
         finally:
             observer.finished()
-    human.print()
-    render_result(human, result, show_timeline=not no_timeline)
+    for result in results:
+        human.print()
+        if len(results) > 1:
+            human.rule(f"[bold]{escape(variant_label(result))}[/]", align="left")
+        render_result(human, result, show_timeline=not no_timeline and len(results) == 1)
+    if len(results) > 1:
+        human.print()
+        human.print(comparison_table(results))
     if json_path:
-        write_json(result_document([result]), json_path)
+        write_json(result_document(results), json_path)
         if json_path != "-":
             human.print(f"[dim]result written to {escape(json_path)}[/]")
-    sys.exit(int(_exit_status(result)))
+    sys.exit(int(_exit_status(results)))
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -211,10 +231,11 @@ def _observer(progress: str, console: Console, verbose: bool) -> Observer:
     return PlainProgress(console, verbose)
 
 
-def _exit_status(result: RunResult) -> ExitStatus:
-    if result.interrupted:
+def _exit_status(results: list[RunResult]) -> ExitStatus:
+    if any(r.interrupted for r in results):
         return ExitStatus.INTERRUPTED
-    return ExitStatus.OK if result.summary.passed else ExitStatus.CHECKS_FAILED
+    passed = all(r.summary.passed for r in results)
+    return ExitStatus.OK if passed else ExitStatus.CHECKS_FAILED
 
 
 @main.command()

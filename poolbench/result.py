@@ -47,6 +47,8 @@ class Sample:
     gc_returned: int
     leaked_open: int
     server_connections: dict[str, int] | None
+    stale: int | None = None
+    disconnects: int = 0
     pool_status: str | None = None
 
 
@@ -99,6 +101,7 @@ class PoolEvents:
     """What the pool's events reported over the run."""
 
     connects: int = 0
+    reconnects: int = 0
     closes: int = 0
     invalidations: int = 0
     soft_invalidations: int = 0
@@ -125,9 +128,12 @@ class Summary:
     max_overflow: int
     max_waiting: int
     max_server_connections: int | None
+    max_stale: int | None
     leaked: int
     leaked_at_first_timeout: int | None
     injected_errors: int
+    keepalive_pings: int
+    keepalive_errors: int
     dropped_arrivals: int
     late_arrivals: int
     pool_events: PoolEvents
@@ -174,12 +180,16 @@ class Summary:
             "max_overflow": self.max_overflow,
             "max_waiting": self.max_waiting,
             "max_server_connections": self.max_server_connections,
+            "max_stale": self.max_stale,
             "leaked": self.leaked,
             "leaked_at_first_timeout": self.leaked_at_first_timeout,
             "injected_errors": self.injected_errors,
+            "keepalive_pings": self.keepalive_pings,
+            "keepalive_errors": self.keepalive_errors,
             "dropped_arrivals": self.dropped_arrivals,
             "late_arrivals": self.late_arrivals,
             "connects": ev.connects,
+            "reconnects": ev.reconnects,
             "invalidations": ev.invalidations,
             "recycles": ev.recycles,
             "pre_ping_recoveries": ev.pre_ping_recoveries,
@@ -207,6 +217,17 @@ class DatabaseInfo:
 
 
 @dataclass
+class FaultEvent:
+    """Something a scenario's faults did to the server during the run."""
+
+    t_s: float
+    kind: str  # "kill" or "restart"
+    detail: str
+    ended: int | None = None  # connections the server ended (kill)
+    error: str | None = None
+
+
+@dataclass
 class RunHeader:
     """What a run is about to do, for the live view's first lines."""
 
@@ -223,6 +244,7 @@ class RunHeader:
     interval_s: float
     phases: list[dict[str, Any]]
     variant: dict[str, Any] | None = None
+    variant_name: str | None = None
 
 
 @dataclass
@@ -259,6 +281,8 @@ class RunResult:
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)
     variant: dict[str, Any] | None = None
+    variant_name: str | None = None
+    faults: list[FaultEvent] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

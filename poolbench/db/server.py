@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
@@ -31,6 +32,14 @@ def connect_args(url: URL, application_name: str) -> dict[str, object]:
     if backend in ("mysql", "mariadb"):
         return {"connect_timeout": CONNECT_TIMEOUT_S, "program_name": application_name}
     return {}
+
+
+@dataclass(frozen=True)
+class ServerView:
+    """This run's connections as the server sees them: counts by state, and their ids."""
+
+    counts: dict[str, int]
+    ids: frozenset[int]
 
 
 class ServerProbe:
@@ -109,20 +118,29 @@ class ServerProbe:
     def _read_facts(self, conn: Connection) -> None:
         self.server_version = str(conn.dialect.server_version_info or "")
 
-    def connections_by_state(self, server_ids: Iterable[int] = ()) -> dict[str, int] | None:
-        """This run's connections by state, with a ``total``; None if unsupported."""
+    def view(self, server_ids: Iterable[int] = ()) -> ServerView | None:
+        """This run's connections by state (with a ``total``) and ids; None if unsupported."""
         return None
 
-    def terminate(self, server_ids: Iterable[int] = (), idle_only: bool = False) -> int:
-        """Close this run's connections from the server side; how many were ended."""
+    def connections_by_state(self, server_ids: Iterable[int] = ()) -> dict[str, int] | None:
+        view = self.view(server_ids)
+        return None if view is None else view.counts
+
+    def terminate(self, server_ids: Iterable[int] = (), only: Iterable[int] | None = None) -> int:
+        """End this run's connections from the server side (``only`` these ids, if given);
+        how many were ended. ``server_ids`` are every id the pool opened (MySQL needs them)."""
         return 0
 
-    def try_connections_by_state(self, server_ids: Iterable[int] = ()) -> dict[str, int] | None:
-        """Like connections_by_state, but None when the server cannot be asked right now."""
+    def try_view(self, server_ids: Iterable[int] = ()) -> ServerView | None:
+        """Like view, but None when the server cannot be asked right now (a restart)."""
         try:
-            return self.connections_by_state(server_ids)
+            return self.view(server_ids)
         except sa.exc.DBAPIError:
             return None
+
+    def try_connections_by_state(self, server_ids: Iterable[int] = ()) -> dict[str, int] | None:
+        view = self.try_view(server_ids)
+        return None if view is None else view.counts
 
 
 class PostgresProbe(ServerProbe):
@@ -132,32 +150,39 @@ class PostgresProbe(ServerProbe):
         self.server_version = conn.exec_driver_sql("SHOW server_version").scalar() or ""
         self.max_connections = int(conn.exec_driver_sql("SHOW max_connections").scalar())
 
-    def connections_by_state(self, server_ids: Iterable[int] = ()) -> dict[str, int] | None:
-        def query(conn: Connection) -> dict[str, int]:
+    def view(self, server_ids: Iterable[int] = ()) -> ServerView | None:
+        def query(conn: Connection) -> ServerView:
             rows = conn.execute(
                 sa.text(
-                    "SELECT coalesce(state, 'unknown'), count(*) FROM pg_stat_activity "
-                    "WHERE application_name = :app GROUP BY 1"
+                    "SELECT pid, coalesce(state, 'unknown') FROM pg_stat_activity "
+                    "WHERE application_name = :app"
                 ),
                 {"app": self.application_name},
             ).all()
-            return _with_total({state: n for state, n in rows})
+            return _view((int(pid), state) for pid, state in rows)
 
         return self._run(query)  # type: ignore[return-value]
 
-    def terminate(self, server_ids: Iterable[int] = (), idle_only: bool = False) -> int:
-        condition = "AND state = 'idle'" if idle_only else ""
+    def terminate(self, server_ids: Iterable[int] = (), only: Iterable[int] | None = None) -> int:
+        pids = None if only is None else [int(p) for p in only]
+        if pids == []:
+            return 0
 
         def kill(conn: Connection) -> int:
-            return len(
-                conn.execute(
-                    sa.text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        f"WHERE application_name = :app {condition}"
-                    ),
-                    {"app": self.application_name},
-                ).all()
+            sql = (
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = :app"
             )
+            params: dict[str, object] = {"app": self.application_name}
+            if pids is not None:
+                # idle in the pool, and still idle on the server a moment later: a
+                # connection checked out (and pinged) since is left alone
+                sql += (
+                    " AND pid = ANY(:pids) AND state = 'idle'"
+                    " AND state_change < clock_timestamp() - interval '5 milliseconds'"
+                )
+                params["pids"] = pids
+            return sum(1 for (ended,) in conn.execute(sa.text(sql), params) if ended)
 
         return self._run(kill)  # type: ignore[return-value]
 
@@ -179,35 +204,33 @@ class MySQLProbe(ServerProbe):
         ).all()
         return [(int(i), str(command), bool(in_trx)) for i, command, in_trx in rows]
 
-    def connections_by_state(self, server_ids: Iterable[int] = ()) -> dict[str, int] | None:
+    def view(self, server_ids: Iterable[int] = ()) -> ServerView | None:
         ids = list(server_ids)
         if not ids:
-            return {"total": 0}
+            return ServerView({"total": 0}, frozenset())
 
-        def query(conn: Connection) -> dict[str, int]:
-            counts: dict[str, int] = {}
-            for _id, command, in_trx in self._processes(conn, ids):
-                if command == "Sleep":
-                    state = "idle in transaction" if in_trx else "idle"
-                elif command in ("Query", "Execute"):
-                    state = "active"
-                else:
-                    state = command.lower()
-                counts[state] = counts.get(state, 0) + 1
-            return _with_total(counts)
+        def state(command: str, in_trx: bool) -> str:
+            if command == "Sleep":
+                return "idle in transaction" if in_trx else "idle"
+            return "active" if command in ("Query", "Execute") else command.lower()
+
+        def query(conn: Connection) -> ServerView:
+            return _view(
+                (i, state(command, in_trx)) for i, command, in_trx in self._processes(conn, ids)
+            )
 
         return self._run(query)  # type: ignore[return-value]
 
-    def terminate(self, server_ids: Iterable[int] = (), idle_only: bool = False) -> int:
-        ids = list(server_ids)
+    def terminate(self, server_ids: Iterable[int] = (), only: Iterable[int] | None = None) -> int:
+        ids = list(server_ids) if only is None else list(only)
         if not ids:
             return 0
 
         def kill(conn: Connection) -> int:
             ended = 0
-            for pid, command, _ in self._processes(conn, ids):
-                if idle_only and command != "Sleep":
-                    continue
+            for pid, command, in_trx in self._processes(conn, ids):
+                if only is not None and (command != "Sleep" or in_trx):
+                    continue  # checked out and busy since the pool's list was read
                 try:
                     conn.exec_driver_sql(f"KILL {int(pid)}")
                     ended += 1
@@ -218,10 +241,15 @@ class MySQLProbe(ServerProbe):
         return self._run(kill)  # type: ignore[return-value]
 
 
-def _with_total(counts: dict[str, int]) -> dict[str, int]:
+def _view(rows: Iterable[tuple[int, str]]) -> ServerView:
+    counts: dict[str, int] = {}
+    ids = set()
+    for server_id, state in rows:
+        ids.add(server_id)
+        counts[state] = counts.get(state, 0) + 1
     counts = dict(sorted(counts.items()))
     counts["total"] = sum(counts.values())
-    return counts
+    return ServerView(counts, frozenset(ids))
 
 
 def probe_for(url: URL, application_name: str) -> ServerProbe:

@@ -68,13 +68,15 @@ class PoolState:
 class PoolWatch:
     """Listens to the pool's events and reads its gauges; safe from any thread."""
 
-    def __init__(self, engine: Engine, settings: PoolSettings) -> None:
+    def __init__(self, engine: Engine, settings: PoolSettings, track_idle: bool = False) -> None:
         self._engine = engine
         self._settings = settings
         self._lock = threading.Lock()
         self._events = PoolEvents()
         self._open = 0  # DBAPI connections open now (connects - closes)
-        self.server_ids: set[int] = set()
+        self.server_ids: set[int] = set()  # every server-side id this pool ever opened
+        self._open_ids: dict[int, int] = {}  # id(DBAPI connection) -> server id, open now
+        self._idle_ids: set[int] = set()  # server ids of connections checked in right now
         self._listeners = [
             ("connect", self._on_connect),
             ("invalidate", self._on_invalidate),
@@ -83,6 +85,13 @@ class PoolWatch:
             ("close_detached", self._on_close_detached),
             ("checkin", self._on_checkin),
         ]
+        if track_idle:
+            # only for faults that target idle connections: a listener on every checkout
+            # and checkin costs a little on the hot path
+            self._listeners += [
+                ("checkout", self._on_checkout_idle),
+                ("checkin", self._on_checkin_idle),
+            ]
         for name, fn in self._listeners:
             event.listen(engine, name, fn)
 
@@ -104,12 +113,16 @@ class PoolWatch:
             self._open += 1
             if server_id is not None:
                 self.server_ids.add(server_id)
+                self._open_ids[id(dbapi_connection)] = server_id
             if previous is not None:
-                if rinfo.pop("poolbench_invalidated", False):
-                    pass  # a reconnect after an invalidation, already counted
-                elif 0 <= self._settings.pool_recycle <= now - previous:
+                # the same pool slot connecting again: after an invalidation (of this
+                # connection, or of the whole pool after a disconnect), or a recycle
+                self._events.reconnects += 1
+                invalidated = rinfo.pop("poolbench_invalidated", False)
+                if not invalidated and 0 <= self._settings.pool_recycle <= now - previous:
                     self._events.recycles += 1
         rinfo["poolbench_connected_at"] = now
+        record.info["poolbench_server_id"] = server_id
 
     def _on_invalidate(self, dbapi_connection: Any, record: Any, exception: Any) -> None:
         with self._lock:
@@ -128,11 +141,24 @@ class PoolWatch:
         with self._lock:
             self._events.closes += 1
             self._open -= 1
+            self._idle_ids.discard(self._open_ids.pop(id(dbapi_connection), None))
 
     def _on_close_detached(self, dbapi_connection: Any) -> None:
         with self._lock:
             self._events.closes += 1
             self._open -= 1
+            self._idle_ids.discard(self._open_ids.pop(id(dbapi_connection), None))
+
+    def _on_checkout_idle(self, dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        with self._lock:
+            self._idle_ids.discard(record.info.get("poolbench_server_id"))
+
+    def _on_checkin_idle(self, dbapi_connection: Any, record: Any) -> None:
+        server_id = record.info.get("poolbench_server_id") if record is not None else None
+        if dbapi_connection is not None and server_id is not None:
+            with self._lock:
+                if id(dbapi_connection) in self._open_ids:
+                    self._idle_ids.add(server_id)
 
     def _on_checkin(self, dbapi_connection: Any, record: Any) -> None:
         if record is not None and record.info.pop(ABANDONED, None) is not None:
@@ -145,6 +171,16 @@ class PoolWatch:
         """Server-side ids of every connection this pool opened (MySQL thread ids, PG pids)."""
         with self._lock:
             return list(self.server_ids)
+
+    def idle_server_ids(self) -> list[int]:
+        """Server-side ids of the connections idle in the pool (needs track_idle)."""
+        with self._lock:
+            return list(self._idle_ids)
+
+    def open_server_ids(self) -> set[int]:
+        """Server-side ids of the connections the pool holds open right now."""
+        with self._lock:
+            return set(self._open_ids.values())
 
     def events(self) -> PoolEvents:
         with self._lock:

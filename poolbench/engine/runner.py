@@ -23,6 +23,7 @@ from ..db.target import Target
 from ..metrics.recorder import Aggregator, Recorder
 from ..result import (
     DatabaseInfo,
+    FaultEvent,
     Progress,
     RunHeader,
     RunResult,
@@ -31,6 +32,7 @@ from ..result import (
 )
 from ..scenario.model import Scenario
 from ..units import format_duration
+from .faults import FaultSchedule, KeepAliveJob, check_supported, install_idle_timeout
 from .load import driver_for
 from .pool import PoolWatch, build_engine
 from .requests import GroupPlan, LeakRegistry, RequestExecutor
@@ -57,6 +59,9 @@ class Observer:
     def stopping(self, reason: str) -> None:
         pass
 
+    def fault(self, event: FaultEvent) -> None:
+        """A kill or restart happened (called from the fault's own thread)."""
+
     def finished(self) -> None:
         pass
 
@@ -68,7 +73,8 @@ class RunOptions:
     verbose: bool = False  # keep SQLAlchemy's pool.status() string in every sample
     grace_s: float = 5.0  # how long in-flight requests may finish after the end
     run_id: str | None = None
-    variant: dict[str, Any] | None = None
+    variant: dict[str, Any] | None = None  # the settings this variant overrides
+    variant_name: str | None = None
 
 
 def new_run_id() -> str:
@@ -112,6 +118,7 @@ def run_scenario(
     probe = probe_for(target.url, app_name)
     probe.open()
     try:
+        check_supported(scenario.faults, target.kind, probe.server_version, target.embedded)
         return _Run(scenario, target, options, observer, probe, run_id, app_name).execute()
     finally:
         probe.close()
@@ -158,7 +165,18 @@ class _Run:
         except ValueError as exc:
             raise errors.UnsupportedDatabase(f"scenario {scenario.name!r}: {exc}") from None
         engine = build_engine(self.target.url, scenario.pool, self.app_name)
-        watch = PoolWatch(engine, scenario.pool)
+        if scenario.faults.server_idle_timeout:
+            install_idle_timeout(engine, self.target.kind, scenario.faults.server_idle_timeout)
+        track_idle = any(k.which == "idle" for k in scenario.faults.kill)
+        watch = PoolWatch(engine, scenario.pool, track_idle=track_idle)
+        self.faults = FaultSchedule(
+            scenario.faults,
+            self.probe,
+            self.target.embedded,
+            watch.server_id_list,
+            watch.idle_server_ids,
+            self.observer.fault,
+        )
         recorder = Recorder()
         leaks = LeakRegistry()
         stop = threading.Event()
@@ -193,11 +211,19 @@ class _Run:
             self.options.verbose,
         )
         self.observer.started(self._header())
+        keepalive = None
+        if scenario.keepalive is not None:
+            keepalive = KeepAliveJob(
+                engine, scenario.keepalive.every, scenario.keepalive.query, stop
+            )
+        self.keepalive = keepalive
         interrupted = False
         elapsed = 0.0
         server.start()
         threading.Thread(target=leaks.run_reaper, name="poolbench-reaper", daemon=True).start()
         driver.start()  # threads wait for the first phase before sending anything
+        if keepalive is not None:
+            keepalive.start()
         t0 = executor.started_at = perf_counter()
         sqla = SqlaMessages(t0)
         try:
@@ -242,6 +268,8 @@ class _Run:
             interrupted=interrupted,
             notes=self.notes,
             variant=self.options.variant,
+            variant_name=self.options.variant_name,
+            faults=sorted(self.faults.events, key=lambda e: e.t_s),
         )
 
     def _measure(self, driver, sampler: Sampler, stop: threading.Event, t0: float) -> float:
@@ -268,6 +296,7 @@ class _Run:
                 sample, progress = sampler.sample(end, phases[current].name or "")
                 self.observer.sampled(sample, progress)
                 return end
+            self.faults.fire_due(now)
             if now >= next_tick:
                 sample, progress = sampler.sample(now, phases[current].name or "")
                 self.observer.sampled(sample, progress)
@@ -277,6 +306,9 @@ class _Run:
             upcoming = min(next_tick, end)
             if current + 1 < len(phases):
                 upcoming = min(upcoming, starts[current + 1])
+            fault_at = self.faults.next_at()
+            if fault_at is not None:
+                upcoming = min(upcoming, fault_at)
             time.sleep(max(0.0, upcoming - now))
 
     def _on_first_timeout(self, t_s: float, message: str, leaks: int) -> None:
@@ -288,6 +320,9 @@ class _Run:
     def _shutdown(self, stop, driver, leaks, server, engine, watch) -> None:
         stop.set()
         driver.wake()
+        self.faults.join(10)  # a restart in progress must finish before the cleanup
+        if self.keepalive is not None:
+            self.keepalive.join(self.options.grace_s)
         released = leaks.release_all()
         if released:
             self.observer.stopping(f"releasing {released} leaked sessions")
@@ -341,9 +376,12 @@ class _Run:
             max_overflow=maxima.overflow,
             max_waiting=maxima.waiting,
             max_server_connections=maxima.server,
+            max_stale=maxima.stale,
             leaked=recorder.leaks,
             leaked_at_first_timeout=self._leaks_at_first_timeout,
             injected_errors=aggregator.injected,
+            keepalive_pings=self.keepalive.pings if self.keepalive else 0,
+            keepalive_errors=self.keepalive.errors if self.keepalive else 0,
             dropped_arrivals=driver.dropped,
             late_arrivals=driver.late,
             pool_events=watch.events(),
@@ -373,6 +411,7 @@ class _Run:
             interval_s=s.interval,
             phases=phases,
             variant=self.options.variant,
+            variant_name=self.options.variant_name,
         )
 
 

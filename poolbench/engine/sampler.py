@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ..db.server import ServerProbe
+from ..db.server import ServerProbe, ServerView
 from ..metrics.recorder import Aggregator, Recorder
 from ..result import Progress, Sample
 from .pool import PoolWatch
@@ -29,13 +29,13 @@ class ServerWatch:
         self._request = threading.Event()
         self._done = threading.Event()
         self._closed = False
-        self.latest: dict[str, int] | None = None
+        self.latest: ServerView | None = None
         self._thread = threading.Thread(target=self._run, name="poolbench-server", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def refresh(self, wait: float = SERVER_WAIT_S) -> dict[str, int] | None:
+    def refresh(self, wait: float = SERVER_WAIT_S) -> ServerView | None:
         """The freshest count available within ``wait`` seconds."""
         self._done.clear()
         self._request.set()
@@ -48,7 +48,7 @@ class ServerWatch:
             self._request.clear()
             if self._closed:
                 return
-            self.latest = self._probe.try_connections_by_state(self._server_ids())
+            self.latest = self._probe.try_view(self._server_ids())
             self._done.set()
 
     def close(self) -> None:
@@ -64,6 +64,7 @@ class _Maxima:
     overflow: int = 0
     waiting: int = 0
     server: int | None = None
+    stale: int | None = None
 
 
 class Sampler:
@@ -98,7 +99,15 @@ class Sampler:
         waiting = self._waiting()
         stats = self._aggregator.absorb(self._recorder.drain())
         events = self._watch.events()
+        open_ids = self._watch.open_server_ids()
         server = self._server.refresh() if self._server is not None else None
+        stale = None
+        if server is not None and open_ids:
+            # connections the pool holds that the server no longer has: closed by an idle
+            # timeout, a kill or a restart, and not yet noticed by anyone
+            stale = len(open_ids - server.ids)
+        elif server is not None:
+            stale = 0
         sample = Sample(
             t_s=round(t_s, 3),
             phase=phase,
@@ -115,7 +124,9 @@ class Sampler:
             invalidations=events.invalidations - self._last_events.invalidations,
             gc_returned=events.gc_returned - self._last_events.gc_returned,
             leaked_open=self._leaked_open(),
-            server_connections=dict(server) if server is not None else None,
+            server_connections=dict(server.counts) if server is not None else None,
+            stale=stale,
+            disconnects=stats.disconnects,
             pool_status=state.status or None,
         )
         self._last_events = events
@@ -125,7 +136,9 @@ class Sampler:
         m.overflow = max(m.overflow, sample.overflow)
         m.waiting = max(m.waiting, sample.waiting)
         if server is not None:
-            m.server = max(m.server or 0, server.get("total", 0))
+            m.server = max(m.server or 0, server.counts.get("total", 0))
+        if stale is not None:
+            m.stale = max(m.stale or 0, stale)
         return sample, self._progress(t_s, phase)
 
     def _progress(self, t_s: float, phase: str) -> Progress:

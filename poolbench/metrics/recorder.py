@@ -19,6 +19,7 @@ OK = 0
 # outcome codes 1.. map to ERROR_KINDS[code - 1]
 OUTCOME = {kind: i + 1 for i, kind in enumerate(ERROR_KINDS)}
 TIMEOUT = OUTCOME["timeout"]
+DISCONNECT = OUTCOME["disconnect"]
 INJECTED = 9  # an application error the scenario injected: neither ok nor a database error
 MAX_EXAMPLES = 5
 
@@ -105,6 +106,7 @@ class IntervalStats:
     ok: int = 0
     injected: int = 0
     timeouts: int = 0
+    disconnects: int = 0
     errors: int = 0
     checkout_wait_p99_ms: float | None = None
 
@@ -152,7 +154,9 @@ class Aggregator:
                 stats.errors += 1
                 if outcome == TIMEOUT:
                     stats.timeouts += 1
-                elif hold_us:
+                elif outcome == DISCONNECT:
+                    stats.disconnects += 1
+                if outcome != TIMEOUT and hold_us:
                     g.hold.record(hold_us)
         stats.operations = len(records)
         stats.checkout_wait_p99_ms = iwait.percentile_ms(99)

@@ -16,11 +16,19 @@ from rich.table import Table
 from rich.text import Text
 
 from ..engine.runner import Observer
-from ..result import Progress, RunHeader, Sample
+from ..result import FaultEvent, Progress, RunHeader, Sample
 from ..units import format_duration
 from .text import capacity_text, ms, plain_progress_line, secs, server_states
 
 _SPARK = "▁▂▃▄▅▆▇█"
+
+
+def fault_line(event: FaultEvent) -> str:
+    if event.error:
+        return f"fault at {event.t_s:.1f} s: {event.kind} {event.detail} failed: {event.error}"
+    if event.kind == "kill":
+        return f"fault at {event.t_s:.1f} s: killed {event.ended} {event.detail} on the server"
+    return f"fault at {event.t_s:.1f} s: restarted the {event.detail}"
 
 
 def header_lines(header: RunHeader) -> list[str]:
@@ -32,9 +40,11 @@ def header_lines(header: RunHeader) -> list[str]:
         f"pool      {escape(header.pool_line)}",
         f"load      {escape(header.load_line)}",
     ]
-    if header.variant:
-        shown = ", ".join(f"{k}={v}" for k, v in header.variant.items())
-        lines.append(f"variant   [bold]{escape(shown)}[/]")
+    if header.variant is not None:
+        shown = ", ".join(f"{k}={v}" for k, v in header.variant.items()) or "as written"
+        name = header.variant_name or shown
+        detail = f" ({escape(shown)})" if header.variant_name and name != shown else ""
+        lines.append(f"variant   [bold]{escape(name)}[/]{detail}")
     return lines
 
 
@@ -77,6 +87,9 @@ class PlainProgress(Observer):
     def stopping(self, reason: str) -> None:
         self.console.print(f"stopping: {reason}", markup=False, highlight=False)
 
+    def fault(self, event: FaultEvent) -> None:
+        self.console.print(fault_line(event), markup=False, highlight=False, soft_wrap=True)
+
 
 class LiveView(Observer):
     """A live panel: elapsed time, the pool right now, the server's count, the first timeout."""
@@ -90,11 +103,18 @@ class LiveView(Observer):
         self._progress: Progress | None = None
         self._history: list[int] = []
         self._first_timeout: tuple[float, str] | None = None
+        self._faults: list[str] = []
         self._status = ""
         self._live: Live | None = None
 
     def started(self, header: RunHeader) -> None:
+        # one view may serve several runs (variants): start each from a clean slate
         self._header = header
+        self._sample = self._progress = None
+        self._history = []
+        self._first_timeout = None
+        self._faults = []
+        self._status = ""
         for line in header_lines(header):
             self.console.print(line, highlight=False)
         self._live = Live(self._render(), console=self.console, auto_refresh=False, transient=True)
@@ -118,6 +138,11 @@ class LiveView(Observer):
     def stopping(self, reason: str) -> None:
         with self._lock:
             self._status = reason
+        self._refresh()
+
+    def fault(self, event: FaultEvent) -> None:
+        with self._lock:
+            self._faults.append(fault_line(event))
         self._refresh()
 
     def finished(self) -> None:
@@ -167,10 +192,11 @@ class LiveView(Observer):
             )
             rows.add_row("pool", out)
             waiting = f"[bold red]{sample.waiting}[/]" if sample.waiting else "0"
+            stale = f" · [yellow]stale {sample.stale}[/]" if sample.stale else ""
             rows.add_row(
                 "",
                 f"idle {sample.checked_in} · overflow {sample.overflow} · "
-                f"waiting {waiting} · connects {sample.connects} this interval",
+                f"waiting {waiting} · connects {sample.connects} this interval{stale}",
             )
             rows.add_row(
                 "server",
@@ -206,6 +232,8 @@ class LiveView(Observer):
                     (message, "red"),
                 )
             )
+        for line in self._faults[-3:]:
+            parts.append(Text(line, style="magenta"))
         if self._status:
             parts.append(Text(self._status, style="dim"))
         return Group(*parts)

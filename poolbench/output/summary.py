@@ -18,7 +18,8 @@ from .text import ms, secs, server_states, short_server
 MAX_TIMELINE_ROWS = 30
 TIMELINE_LEGEND = (
     "out checked out · ovf overflow · wait callers blocked in checkout · tmo timeouts · "
-    "conn connects · gc returned by the garbage collector · "
+    "conn connects · gc returned by the garbage collector · stale held by the pool, "
+    "already closed by the server · "
     "server: total, a active, i idle, t idle in transaction"
 )
 
@@ -40,6 +41,7 @@ class TimelineRow:
     connects: int
     invalidations: int
     gc_returned: int
+    stale: int | None
     server_connections: dict[str, int] | None
     samples: int
 
@@ -67,6 +69,7 @@ def timeline_rows(timeline: list[Sample], max_rows: int = MAX_TIMELINE_ROWS) -> 
                 connects=sum(s.connects for s in chunk),
                 invalidations=sum(s.invalidations for s in chunk),
                 gc_returned=sum(s.gc_returned for s in chunk),
+                stale=max((s.stale for s in chunk if s.stale is not None), default=None),
                 server_connections=max(servers, key=lambda c: c.get("total", 0))
                 if servers
                 else None,
@@ -79,6 +82,7 @@ def timeline_rows(timeline: list[Sample], max_rows: int = MAX_TIMELINE_ROWS) -> 
 def timeline_table(result: RunResult) -> Table:
     rows = timeline_rows(result.timeline)
     show_gc = any(r.gc_returned for r in rows)
+    show_stale = any(r.stale for r in rows)
     folded = rows and rows[0].samples > 1
     title = "timeline"
     if folded:
@@ -111,10 +115,14 @@ def timeline_table(result: RunResult) -> Table:
     ]
     if show_gc:
         names.insert(-1, "gc")
+    if show_stale:
+        names.insert(-1, "stale")
     for name in names:
         table.add_column(name, justify="right" if name != "server a/i/t" else "left")
     for r in rows:
         gc_cell = [str(r.gc_returned)] if show_gc else []
+        if show_stale:
+            gc_cell.append(f"[yellow]{r.stale}[/]" if r.stale else "0" if r.stale == 0 else "-")
         table.add_row(
             f"{r.t_s:.1f}",
             str(r.checked_out),
@@ -178,7 +186,8 @@ def summary_table(result: RunResult) -> Table:
         "pool",
         f"max checked out {s.max_checked_out}"
         + (f" / {capacity}" if capacity and result.pool.get("max_overflow", 0) >= 0 else "")
-        + f" · max overflow {s.max_overflow} · max waiting {s.max_waiting}",
+        + f" · max overflow {s.max_overflow} · max waiting {s.max_waiting}"
+        + (f" · [yellow]max stale {s.max_stale}[/]" if s.max_stale else ""),
     )
     ev = s.pool_events
     events = [f"{ev.connects} connects"]
@@ -206,6 +215,14 @@ def summary_table(result: RunResult) -> Table:
         if s.terminated_at_exit:
             server += f" ({s.terminated_at_exit} ended server-side)"
     table.add_row("server", server)
+    for f in result.faults:
+        what = f"{f.kind} {f.detail}"
+        outcome = (
+            f"error: {f.error}"
+            if f.error
+            else (f"{f.ended} ended" if f.ended is not None else "done")
+        )
+        table.add_row("[magenta]fault[/]", f"at {f.t_s:.1f}s: {escape(what)} ({escape(outcome)})")
     if s.dropped_arrivals or s.late_arrivals:
         table.add_row("arrivals", f"{s.dropped_arrivals} dropped · {s.late_arrivals} late")
     for w in s.sqlalchemy_warnings:

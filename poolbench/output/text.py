@@ -53,9 +53,10 @@ def plain_progress_line(sample: Sample, capacity: int | None) -> str:
     """One line per interval, as ``pgbench -P`` prints, for logs and non-terminals."""
     cap = "" if capacity is None else f"/{capacity}"
     p99 = ms(sample.checkout_wait_p99_ms)
+    stale = f", stale {sample.stale}" if sample.stale else ""
     return (
         f"progress: {sample.t_s:.1f} s, checked_out {sample.checked_out}{cap}, "
         f"idle {sample.checked_in}, overflow {sample.overflow}, waiting {sample.waiting}, "
         f"{sample.operations} ops, {sample.timeouts} timeouts, {sample.errors} errors, "
-        f"wait p99 {p99} ms, server {server_states(sample.server_connections)}"
+        f"wait p99 {p99} ms, server {server_states(sample.server_connections)}{stale}"
     )

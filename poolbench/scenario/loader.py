@@ -20,10 +20,15 @@ from .. import checks
 from ..errors import ScenarioError, UsageError
 from .model import (
     DatabaseSettings,
+    Faults,
+    KeepAlive,
+    Kill,
     Load,
     Phase,
     PoolSettings,
+    Restart,
     Scenario,
+    Variant,
     WorkloadGroup,
 )
 
@@ -36,6 +41,11 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "load": Load,
     "phases": Phase,
     "database": DatabaseSettings,
+    "faults": Faults,
+    "kill": Kill,
+    "restart": Restart,
+    "variants": Variant,
+    "keepalive": KeepAlive,
 }
 _SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
@@ -103,8 +113,13 @@ def parse_scenario(text: str, source: str, overrides: Sequence[str] = ()) -> Sce
     except ValidationError as exc:
         raise _explain(exc, source, root, overridden) from None
 
-    for section in ("thresholds", "expect"):
-        for metric, condition in getattr(scenario, section).items():
+    sections: list[tuple[tuple[str | int, ...], dict[str, str]]] = [
+        (("thresholds",), scenario.thresholds),
+        (("expect",), scenario.expect),
+    ]
+    sections += [(("variants", i, "expect"), v.expect) for i, v in enumerate(scenario.variants)]
+    for prefix, conditions in sections:
+        for metric, condition in conditions.items():
             try:
                 checks.parse_condition(metric, condition)
             except ValueError as exc:
@@ -112,7 +127,7 @@ def parse_scenario(text: str, source: str, overrides: Sequence[str] = ()) -> Sce
                 if metric not in checks.METRICS:
                     close = difflib.get_close_matches(metric, list(checks.METRICS), n=1)
                     message += f"; did you mean {close[0]}?" if close else "; see poolbench metrics"
-                loc = (section, metric)
+                loc = (*prefix, metric)
                 where = overridden.get(loc)
                 raise ScenarioError(
                     f"--set {where}" if where else source,

@@ -188,6 +188,78 @@ class Phase(_Model):
     rate: Rate | None = Field(None, ge=0)
 
 
+def _kill(value: object) -> Any:
+    """``5s`` is shorthand for ``{at: 5s, which: all}``."""
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return {"at": value}
+    return value
+
+
+class Kill(_Model):
+    """End this run's server connections at a moment, as a failover or a DBA would."""
+
+    at: Duration = Field(ge=0)
+    which: Literal["all", "idle"] = "all"
+
+
+def _restart(value: object) -> Any:
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return {"at": value}
+    return value
+
+
+class Restart(_Model):
+    """Restart the embedded PostgreSQL at a moment (stop, then start on the same data)."""
+
+    at: Duration = Field(ge=0)
+
+
+class Faults(_Model):
+    """What the server does to the pool's connections during the run."""
+
+    server_idle_timeout: Duration | None = Field(None, ge=1)
+    kill: list[Annotated[Kill, BeforeValidator(_kill)]] = []
+    restart: list[Annotated[Restart, BeforeValidator(_restart)]] = []
+
+    @property
+    def any(self) -> bool:
+        return bool(self.server_idle_timeout or self.kill or self.restart)
+
+
+class KeepAlive(_Model):
+    """A background job that checks out a pooled connection and runs a query every so often,
+    whatever the load is doing, so idle connections never reach the server's idle limit."""
+
+    every: Duration = Field(gt=0)
+    query: str = Field("SELECT 1", min_length=1)
+
+
+class Variant(_Model):
+    """One combination to run and compare: overrides, and what it should show."""
+
+    name: str | None = None
+    set: dict[str, Any] = {}
+    expect: dict[str, str] = {}
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        if not self.set:
+            return "as written"
+        return settings_label(self.set)
+
+
+def settings_label(settings: dict[str, Any]) -> str:
+    """``pre_ping=True, recycle=1s`` from ``{"pool.pool_pre_ping": True, ...}``."""
+    parts = []
+    for key, value in settings.items():
+        name = key.split(".")[-1]
+        name = name.removeprefix("pool_") if name != "pool_size" else name
+        parts.append(f"{name}={value}")
+    return ", ".join(parts)
+
+
 class DatabaseSettings(_Model):
     """Where to connect; --url and POOLBENCH_URL take precedence over ``url``."""
 
@@ -208,6 +280,9 @@ class Scenario(_Model):
     phases: list[Phase] = []
     interval: Duration = Field(1.0, ge=0.05, le=60)
     seed: int | None = None
+    faults: Faults = Faults()
+    keepalive: KeepAlive | None = None
+    variants: list[Variant] = []
     thresholds: dict[str, str] = {}
     expect: dict[str, str] = {}
 
@@ -238,6 +313,12 @@ class Scenario(_Model):
                     )
         elif self.duration is None:
             raise ValueError("give duration (e.g. 30s) or phases")
+        for fault in [*self.faults.kill, *self.faults.restart]:
+            if fault.at >= self.total_duration:
+                raise ValueError(
+                    f"a fault at {format_duration(fault.at)} is after the run ends "
+                    f"({format_duration(self.total_duration)})"
+                )
         return self
 
     @property
@@ -275,9 +356,15 @@ class Scenario(_Model):
         return max(p.workers or 0 for p in self.effective_phases())
 
     def with_duration(self, seconds: float) -> Scenario:
-        """The same scenario over ``seconds``; phases are scaled in proportion."""
-        if not self.phases:
-            return self.model_copy(update={"duration": seconds})
+        """The same scenario over ``seconds``; phases and fault times scale in proportion."""
         factor = seconds / self.total_duration
+        faults = self.faults.model_copy(
+            update={
+                "kill": [k.model_copy(update={"at": k.at * factor}) for k in self.faults.kill],
+                "restart": [
+                    r.model_copy(update={"at": r.at * factor}) for r in self.faults.restart
+                ],
+            }
+        )
         phases = [p.model_copy(update={"duration": p.duration * factor}) for p in self.phases]
-        return self.model_copy(update={"duration": seconds, "phases": phases})
+        return self.model_copy(update={"duration": seconds, "phases": phases, "faults": faults})
