@@ -116,8 +116,7 @@ def rounds(label: str, pairs: int, a, b) -> tuple[float, list[float], list[float
         xs.append(x)
         ys.append(y)
         ratios.append(y / x)
-        print(f"  {label} round {i + 1}: {x:8.0f} vs {y:8.0f} req/s  ratio {y / x:.3f}",
-              flush=True)
+        print(f"  {label} round {i + 1}: {x:8.0f} vs {y:8.0f} req/s  ratio {y / x:.3f}", flush=True)
     return statistics.median(ratios), xs, ys
 
 
@@ -131,27 +130,39 @@ def main() -> None:
     pairs = 3 if args.quick else 5
     url = args.url
     shown = sa.make_url(url).render_as_string(hide_password=True)
-    print(f"poolbench bench against {shown}, {WORKERS} workers, {seconds:g}s rounds, "
-          f"{os.cpu_count()} cores")
+    print(
+        f"poolbench bench against {shown}, {WORKERS} workers, {seconds:g}s rounds, "
+        f"{os.cpu_count()} cores"
+    )
 
     print("1. throughput: bare engine.connect() loop vs poolbench (api: connection)")
-    harness, bare, pb = rounds("harness", pairs, lambda: bare_loop(url, seconds),
-                               lambda: poolbench_loop(url, seconds))
+    harness, bare, pb = rounds(
+        "harness", pairs, lambda: bare_loop(url, seconds), lambda: poolbench_loop(url, seconds)
+    )
     print("   poolbench api: connection vs api: session (the ORM Session's own cost)")
-    orm, _, _ = rounds("session", max(2, pairs - 2), lambda: poolbench_loop(url, seconds),
-                       lambda: poolbench_loop(url, seconds, api="session"))
+    orm, _, _ = rounds(
+        "session",
+        max(2, pairs - 2),
+        lambda: poolbench_loop(url, seconds),
+        lambda: poolbench_loop(url, seconds, api="session"),
+    )
 
     print("2. sampler cost: interval 10s vs 100ms")
-    sampled, _, _ = rounds("sampler", pairs,
-                           lambda: poolbench_loop(url, seconds, interval="10s"),
-                           lambda: poolbench_loop(url, seconds, interval="100ms"))
+    sampled, _, _ = rounds(
+        "sampler",
+        pairs,
+        lambda: poolbench_loop(url, seconds, interval="10s"),
+        lambda: poolbench_loop(url, seconds, interval="100ms"),
+    )
 
     print("3. memory: peak RSS of a short and a 10x longer run (fresh processes)")
     short_s, long_s = (2.0, 20.0) if args.quick else (3.0, 30.0)
     rss_short, ops_short = peak_rss_mb(url, short_s)
     rss_long, ops_long = peak_rss_mb(url, long_s)
-    print(f"  {short_s:g}s: {rss_short:.1f} MB after {ops_short} requests; "
-          f"{long_s:g}s: {rss_long:.1f} MB after {ops_long} requests")
+    print(
+        f"  {short_s:g}s: {rss_short:.1f} MB after {ops_short} requests; "
+        f"{long_s:g}s: {rss_long:.1f} MB after {ops_long} requests"
+    )
 
     figures = {
         "harness_ratio": round(harness, 3),
