@@ -3,9 +3,11 @@ require every one of its ``expect`` conditions to hold."""
 
 import pytest
 
+from poolbench import run_planned
+from poolbench.db import open_target
 from poolbench.db.target import Target, parse_url
-from poolbench.engine.runner import run_scenario
 from poolbench.scenario import BUNDLED_DIR, load_scenario
+from poolbench.scenario.variants import plan
 from poolbench.units import parse_duration
 
 # scenario -> (duration for the test, or None for the full run; servers to run it on)
@@ -17,6 +19,14 @@ BUNDLED = {
     "nullpool": ("3s", ("postgresql", "mysql")),
     "unclosed-sessions": ("6s", ("postgresql", "mysql")),
     "bursts": ("6s", ("postgresql",)),
+    "stale-mysql": (None, ("mysql",)),
+    "stale-postgres": (None, ("embedded",)),  # its default: no URL given
+    "failover": (None, ("postgresql",)),  # kills on MariaDB: tests/test_faults.py
+}
+MARKS = {
+    "postgresql": pytest.mark.postgres,
+    "mysql": pytest.mark.mysql,
+    "embedded": pytest.mark.embedded,
 }
 
 CASES = [
@@ -40,14 +50,20 @@ def test_every_bundled_scenario_is_tested():
 
 @pytest.mark.parametrize(("name", "duration", "kind"), CASES)
 def test_bundled_scenario_does_what_it_says(name, duration, kind, request):
-    url = request.getfixturevalue("pg_url" if kind == "postgresql" else "mysql_url")
     scenario = load_scenario(name, duration=parse_duration(duration) if duration else None)
     assert scenario.description.strip(), f"{name} must say what it shows"
     assert scenario.expect, f"{name} must declare what it expects"
-    result = run_scenario(scenario, Target(parse_url(url, "test"), "--url"))
+    if kind == "embedded":
+        with open_target(None, None, environ={}) as target:
+            results = run_planned(plan(scenario), target)
+    else:
+        url = request.getfixturevalue("pg_url" if kind == "postgresql" else "mysql_url")
+        results = run_planned(plan(scenario), Target(parse_url(url, "test"), "--url"))
+    assert len(results) == max(1, len(scenario.variants))
     failed = [
-        f"{c.metric} {c.condition} (measured {c.value!r})"
-        for c in result.summary.expectations
+        f"{r.variant_name or 'run'}: {c.metric} {c.condition} (measured {c.value!r})"
+        for r in results
+        for c in r.summary.expectations
         if not c.ok
     ]
     assert not failed, f"{name} on {kind}: {failed}"

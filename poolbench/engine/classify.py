@@ -54,6 +54,9 @@ def classify(
         message = scrub(driver_message(orig)) if orig is not None else scrub(str(error))
         lowered = message.lower()
         if code in TOO_MANY_CODES or any(t in lowered for t in _TOO_MANY_TEXT):
+            if code is None and ("too many clients" in lowered or "connection slots" in lowered):
+                # psycopg2 gives no SQLSTATE for errors while connecting; this one is 53300
+                code = "53300"
             return "too_many_connections", code, message
         if error.connection_invalidated:
             return "disconnect", code, message

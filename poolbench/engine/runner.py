@@ -91,9 +91,11 @@ def check_requirements(scenario: Scenario, target_kind: str | None) -> None:
             if target_kind is None
             else names.get(target_kind, target_kind)
         )
+        hint = f"pass --url, e.g. {_EXAMPLE_URL[needed]}"
+        if needed == "postgresql":
+            hint = "run it without --url and POOLBENCH_URL for the embedded PostgreSQL, or " + hint
         raise errors.UnsupportedDatabase(
-            f"scenario {scenario.name!r} needs {names[needed]}; it was given {got} "
-            f"(pass --url, e.g. {_EXAMPLE_URL[needed]})"
+            f"scenario {scenario.name!r} needs {names[needed]}; it was given {got} ({hint})"
         )
 
 
