@@ -35,12 +35,13 @@ class ServerWatch:
     def start(self) -> None:
         self._thread.start()
 
-    def refresh(self, wait: float = SERVER_WAIT_S) -> ServerView | None:
-        """The freshest count available within ``wait`` seconds."""
+    def refresh(self, wait: float = SERVER_WAIT_S) -> tuple[ServerView | None, bool]:
+        """The freshest count available within ``wait`` seconds, and whether it was taken
+        now (rather than left over from an earlier sample)."""
         self._done.clear()
         self._request.set()
-        self._done.wait(wait)
-        return self.latest
+        fresh = self._done.wait(wait)
+        return self.latest, fresh
 
     def _run(self) -> None:
         while True:
@@ -99,15 +100,15 @@ class Sampler:
         waiting = self._waiting()
         stats = self._aggregator.absorb(self._recorder.drain())
         events = self._watch.events()
-        open_ids = self._watch.open_server_ids()
-        server = self._server.refresh() if self._server is not None else None
+        open_before = self._watch.open_server_ids()
+        server, fresh = self._server.refresh() if self._server is not None else (None, False)
         stale = None
-        if server is not None and open_ids:
-            # connections the pool holds that the server no longer has: closed by an idle
-            # timeout, a kill or a restart, and not yet noticed by anyone
+        if server is not None and fresh:
+            # connections the pool holds that the server no longer has (closed by an idle
+            # timeout, a kill or a restart, and not yet noticed). Only those open both
+            # before and after the server was asked: one opened or closed meanwhile is not.
+            open_ids = open_before & self._watch.open_server_ids()
             stale = len(open_ids - server.ids)
-        elif server is not None:
-            stale = 0
         sample = Sample(
             t_s=round(t_s, 3),
             phase=phase,
