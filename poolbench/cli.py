@@ -5,12 +5,14 @@ Everything here is a thin layer over :mod:`poolbench`; the engine works without 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
+from pathlib import Path
 from typing import Any
 
 import click
@@ -21,11 +23,16 @@ from rich.table import Table
 from . import __version__, checks, run_planned
 from .db import open_target
 from .engine.runner import Observer, RunOptions
-from .errors import ExitStatus, PoolbenchError
+from .errors import ExitStatus, PoolbenchError, UsageError
 from .output.compare import comparison_table, variant_label
-from .output.jsonout import result_document, write_json
+from .output.csvout import write_csv
+from .output.files import write_text
+from .output.html import render_html
+from .output.jsonout import result_document, results_of, write_json
+from .output.junit import write_junit
 from .output.live import LiveView, PlainProgress
 from .output.summary import render_result
+from .output.termchart import timeline_chart
 from .result import RunResult
 from .scenario import BUNDLED_DIR, load_scenario
 from .scenario.variants import plan
@@ -149,6 +156,24 @@ def main() -> None:
     "goes to stderr). See docs/results.md.",
 )
 @click.option(
+    "--html",
+    "html_path",
+    metavar="PATH",
+    help="Write a self-contained HTML report with charts (opens offline).",
+)
+@click.option(
+    "--csv",
+    "csv_prefix",
+    metavar="PREFIX",
+    help="Write PREFIX_timeline.csv (one row per sample) and PREFIX_summary.csv.",
+)
+@click.option(
+    "--junit",
+    "junit_path",
+    metavar="PATH",
+    help="Write each threshold and expectation as a JUnit XML test case.",
+)
+@click.option(
     "--progress",
     type=click.Choice(["auto", "live", "plain", "none"]),
     default="auto",
@@ -170,6 +195,9 @@ def run(
     overrides: tuple[str, ...],
     vary: tuple[str, ...],
     json_path: str | None,
+    html_path: str | None,
+    csv_prefix: str | None,
+    junit_path: str | None,
     progress: str,
     no_timeline: bool,
     verbose: bool,
@@ -200,19 +228,52 @@ def run(
                 results = run_planned(planned, target, RunOptions(verbose=verbose), observer)
         finally:
             observer.finished()
-    for result in results:
-        human.print()
-        if len(results) > 1:
-            human.rule(f"[bold]{escape(variant_label(result))}[/]", align="left")
-        render_result(human, result, show_timeline=not no_timeline and len(results) == 1)
-    if len(results) > 1:
-        human.print()
-        human.print(comparison_table(results))
-    if json_path:
-        write_json(result_document(results), json_path)
-        if json_path != "-":
-            human.print(f"[dim]result written to {escape(json_path)}[/]")
+    render_results(human, results, show_timeline=not no_timeline)
+    write_outputs(human, results, json_path, html_path, csv_prefix, junit_path)
     sys.exit(int(_exit_status(results)))
+
+
+def render_results(console: Console, results: list[RunResult], show_timeline: bool) -> None:
+    """Every run's summary, the chart in a terminal, and the comparison of variants."""
+    document = result_document(results)
+    for result in results:
+        console.print()
+        if len(results) > 1:
+            console.rule(f"[bold]{escape(variant_label(result))}[/]", align="left")
+        render_result(console, result, show_timeline=show_timeline and len(results) == 1)
+    if console.is_terminal and show_timeline:
+        console.print()
+        console.print(timeline_chart(document))
+    if len(results) > 1:
+        console.print()
+        console.print(comparison_table(results))
+
+
+def write_outputs(
+    console: Console,
+    results: list[RunResult],
+    json_path: str | None,
+    html_path: str | None,
+    csv_prefix: str | None,
+    junit_path: str | None,
+) -> None:
+    """The files asked for, each a pure rendering of the same result document."""
+    document = result_document(results)
+    written: list[str] = []
+    if json_path:
+        write_json(document, json_path)
+        if json_path != "-":
+            written.append(json_path)
+    if html_path:
+        write_text(html_path, render_html(document))
+        written.append(html_path)
+    if csv_prefix:
+        written += [str(p) for p in write_csv(document, csv_prefix)]
+    if junit_path:
+        write_junit(document, junit_path)
+        written.append(junit_path)
+    for path in written:
+        console.print(f"[dim]written: {escape(path)}[/]")
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -279,6 +340,55 @@ def validate(scenario: str, overrides: tuple[str, ...], duration: float | None) 
     for section in ("thresholds", "expect"):
         for metric, condition in getattr(s, section).items():
             console.print(f"  {section[:6]:<9} {metric} {escape(str(condition))}")
+
+
+@main.command()
+@click.argument("result_file", metavar="RESULT.json", type=click.Path(dir_okay=False))
+@click.option("--html", "html_path", metavar="PATH", help="Write the HTML report here.")
+@click.option("--csv", "csv_prefix", metavar="PREFIX", help="Write the CSV files here.")
+@click.option("--junit", "junit_path", metavar="PATH", help="Write JUnit XML here.")
+@click.option("--no-timeline", is_flag=True, help="Leave the timeline table out.")
+@reports_errors
+def report(
+    result_file: str,
+    html_path: str | None,
+    csv_prefix: str | None,
+    junit_path: str | None,
+    no_timeline: bool,
+) -> None:
+    """Render a saved result (from run --json) again: in the terminal, or as files.
+
+    \b
+    Examples:
+      poolbench report result.json
+      poolbench report result.json --html report.html --junit checks.xml
+    """
+    document = read_result(result_file)
+    results = results_of(document)
+    console = make_console()
+    if not (html_path or csv_prefix or junit_path):
+        render_results(console, results, show_timeline=not no_timeline)
+    write_outputs(console, results, None, html_path, csv_prefix, junit_path)
+
+
+def read_result(path: str) -> dict[str, Any]:
+    """A result document from disk, or a UsageError naming what is wrong with it."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}:{exc.lineno}: not JSON: {exc.msg}") from None
+    runs = document.get("runs", [document]) if isinstance(document, dict) else None
+    if not runs or not all(isinstance(r, dict) and "summary" in r for r in runs):
+        raise UsageError(f"{path}: not a poolbench result (written by poolbench run --json)")
+    try:
+        results_of(document)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    return document
 
 
 @main.command(name="scenarios")

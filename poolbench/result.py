@@ -7,6 +7,9 @@ docs/results.md; bump SCHEMA_VERSION when a key changes meaning or disappears.
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -292,3 +295,43 @@ class RunResult:
             "schema_version": SCHEMA_VERSION,
             **{k: v for k, v in data.items() if k != "schema_version"},
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunResult:
+        """A result read back from its JSON form (``poolbench report``).
+
+        Keys this version does not know are ignored; keys it expects but the document
+        lacks take their default, or None, so results of other versions still render.
+        """
+        version = data.get("schema_version", SCHEMA_VERSION)
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise ValueError(
+                f"schema_version {version!r} is newer than this poolbench reads ({SCHEMA_VERSION})"
+            )
+        return _build(cls, data)
+
+
+def _build(kind: Any, value: Any) -> Any:
+    """``value`` (plain JSON data) as an instance of the annotated type ``kind``."""
+    if value is None:
+        return None
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(kind) if a is not type(None)]
+        return _build(inner[0], value) if len(inner) == 1 else value
+    if origin is list:
+        (item,) = typing.get_args(kind)
+        return [_build(item, v) for v in value]
+    if origin is dict:
+        _, item = typing.get_args(kind)
+        return {k: _build(item, v) for k, v in value.items()}
+    if dataclasses.is_dataclass(kind):
+        hints = typing.get_type_hints(kind)
+        args = {}
+        for f in dataclasses.fields(kind):
+            if f.name in value:
+                args[f.name] = _build(hints[f.name], value[f.name])
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                args[f.name] = None
+        return kind(**args)
+    return value

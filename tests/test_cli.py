@@ -309,3 +309,57 @@ def test_without_a_url_an_embedded_postgres_is_started_and_removed(scenario_file
         "poolbench-pg-"
         not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     )
+
+
+@pytest.mark.postgres
+def test_run_writes_every_file_and_report_renders_them_again(scenario_file, pg_url, tmp_path):
+    out = tmp_path / "out"
+    result = invoke(
+        "run",
+        scenario_file(LEAKY),
+        "--url",
+        pg_url,
+        "--progress",
+        "none",
+        "--json",
+        str(out / "r.json"),
+        "--html",
+        str(out / "r.html"),
+        "--csv",
+        str(out / "r"),
+        "--junit",
+        str(out / "r.xml"),
+    )
+    assert result.exit_code == 0, result.output
+    for name in ("r.json", "r.html", "r_timeline.csv", "r_summary.csv", "r.xml"):
+        assert (out / name).stat().st_size > 0 and f"written: {out / name}" in result.output
+    html = (out / "r.html").read_text()
+    assert "QueuePool limit of size 2 overflow 1 reached" in html
+    # report renders the same HTML from the saved JSON, and the terminal summary too
+    again = invoke("report", str(out / "r.json"), "--html", str(out / "again.html"))
+    assert again.exit_code == 0
+    assert (out / "again.html").read_text() == html
+    summary = invoke("report", str(out / "r.json"))
+    assert summary.exit_code == 0 and "max checked out 3 / 3" in summary.output
+
+
+def test_report_renders_results_of_an_older_poolbench():
+    result = invoke("report", "tests/data/rare-leak.json", "--no-timeline")
+    assert result.exit_code == 0, result.output
+    assert "15 sessions never closed" in result.output
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("<html></html>", "r.json:1: not JSON: Expecting value"),
+        ('{"hello": 1}', "r.json: not a poolbench result (written by poolbench run --json)"),
+        ('{"schema_version": 99, "summary": {}}', "r.json: schema_version 99 is newer"),
+    ],
+)
+def test_report_explains_what_is_wrong_with_a_file(tmp_path, content, message):
+    path = tmp_path / "r.json"
+    path.write_text(content)
+    result = invoke("report", str(path))
+    assert result.exit_code == 2
+    assert result.output.startswith(f"poolbench: error: {tmp_path}/{message}")

@@ -3,11 +3,11 @@ and what pre-ping, recycling and a keep-alive job do about them."""
 
 import json
 
+import psycopg2
 import pymysql
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
-import psycopg2
 from sqlalchemy import exc as sa_exc
 
 from poolbench import errors
@@ -169,8 +169,8 @@ def _wrap(orig, invalidated=False):
         (
             _wrap(
                 psycopg2.OperationalError(
-                    'connection to server at "127.0.0.1", port 5432 failed: FATAL:  sorry, too many '
-                    "clients already\n"
+                    'connection to server at "127.0.0.1", port 5432 failed: '
+                    "FATAL:  sorry, too many clients already\n"
                 )
             ),
             "too_many_connections",
