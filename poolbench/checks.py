@@ -54,6 +54,7 @@ METRICS: dict[str, str] = {
     "pre_ping_recoveries": "checkouts whose ping failed and were reconnected transparently",
     "gc_returned": "connections returned to the pool by the garbage collector",
     "server_connections_at_exit": "connections of this run the server still showed at exit",
+    "leak_suspects": "checkouts held longer than leak_detection (0 when it is off)",
 }
 
 STRING_METRICS = frozenset({"first_timeout_message"})

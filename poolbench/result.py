@@ -114,6 +114,26 @@ class PoolEvents:
 
 
 @dataclass
+class LeakSite:
+    """A call site that checked out connections which stayed out past leak_detection."""
+
+    site: str  # "path/to/file.py:42 in function"
+    stack: list[str] = field(default_factory=list)  # innermost first
+    count: int = 0
+    longest_hold_s: float = 0.0
+    held_at_end: int = 0
+
+
+@dataclass
+class Holder:
+    """Connections checked out from one call site at a moment."""
+
+    site: str
+    count: int
+    oldest_s: float
+
+
+@dataclass
 class Summary:
     """The figures a run is judged by. ``figures()`` flattens them for thresholds."""
 
@@ -144,6 +164,8 @@ class Summary:
     groups: list[GroupSummary]
     server_connections_at_exit: int | None = None
     terminated_at_exit: int = 0
+    leak_sites: list[LeakSite] = field(default_factory=list)
+    holders_at_first_timeout: list[Holder] | None = None
     thresholds: list[CheckResult] = field(default_factory=list)
     expectations: list[CheckResult] = field(default_factory=list)
 
@@ -198,6 +220,7 @@ class Summary:
             "pre_ping_recoveries": ev.pre_ping_recoveries,
             "gc_returned": ev.gc_returned,
             "server_connections_at_exit": self.server_connections_at_exit,
+            "leak_suspects": sum(site.count for site in self.leak_sites or []),
         }
 
     def to_dict(self) -> dict[str, Any]:

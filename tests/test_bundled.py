@@ -21,7 +21,8 @@ BUNDLED = {
     "bursts": ("6s", ("postgresql",)),
     "stale-mysql": (None, ("mysql",)),
     "stale-postgres": (None, ("embedded",)),  # its default: no URL given
-    "failover": (None, ("postgresql",)),  # kills on MariaDB: tests/test_faults.py
+    "failover": (None, ("postgresql",)),
+    "your-code": ("6s", ("postgresql", "mysql")),  # kills on MariaDB: tests/test_faults.py
 }
 MARKS = {
     "postgresql": pytest.mark.postgres,

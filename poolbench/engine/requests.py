@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
 from ..metrics.recorder import INJECTED, OK, OUTCOME, Recorder
+from ..scenario.loader import import_task
 from ..scenario.model import Distribution, WorkloadGroup
 from .classify import InjectedError, classify
 from .pool import ABANDONED
@@ -51,7 +52,8 @@ def sampler(dist: Distribution) -> Callable[[random.Random], float]:
 
 @dataclass
 class GroupPlan:
-    """A workload group made ready to run: SQL compiled once, distributions bound."""
+    """A workload group made ready to run: SQL compiled once, distributions bound, the
+    user's task imported."""
 
     index: int
     group: WorkloadGroup
@@ -61,6 +63,7 @@ class GroupPlan:
     think: Callable[[random.Random], float]
     has_hold: bool
     has_think: bool
+    task: Callable[..., Any] | None = None
 
     @classmethod
     def build(cls, index: int, group: WorkloadGroup, backend: str) -> GroupPlan:
@@ -79,7 +82,40 @@ class GroupPlan:
             think=sampler(group.think),
             has_hold=group.hold.mean > 0 or group.hold.high > 0,
             has_think=group.think.mean > 0 or group.think.high > 0,
+            task=import_task(group.task) if group.task else None,
         )
+
+
+class CheckoutTimer:
+    """Times checkouts the engine makes on behalf of code poolbench does not drive (a
+    task with api: sessionmaker opens its own sessions), by wrapping the pool's public
+    ``connect()``: per-thread wait, and how many callers are waiting right now."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        pool = engine.pool
+        original = pool.connect
+
+        def connect() -> Any:
+            with self._lock:
+                self.in_flight += 1
+            start = perf_counter()
+            try:
+                return original()
+            finally:
+                self._local.wait = getattr(self._local, "wait", 0.0) + perf_counter() - start
+                with self._lock:
+                    self.in_flight -= 1
+
+        pool.connect = connect  # type: ignore[method-assign]
+
+    def take_wait(self) -> float:
+        """Seconds this thread spent in checkout since the last call."""
+        wait = getattr(self._local, "wait", 0.0)
+        self._local.wait = 0.0
+        return wait
 
 
 class LeakRegistry:
@@ -170,9 +206,13 @@ class RequestExecutor:
         self.started_at = started_at
         self.scrub = scrub
         self.on_first_timeout = on_first_timeout
+        self.timer: CheckoutTimer | None = None
 
     def run(self, worker: Worker, plan: GroupPlan) -> None:
         group = plan.group
+        if group.api == "sessionmaker":
+            self._run_own_sessions(plan)
+            return
         if group.api == "session":
             holder: Any = self.Session()
             checkout = holder.connection
@@ -202,9 +242,12 @@ class RequestExecutor:
         failure: BaseException | None = None
         try:
             executor = holder if group.api == "session" else conn
-            result = executor.execute(plan.query)
-            if result.returns_rows:
-                result.all()
+            if plan.task is not None:
+                plan.task(executor)
+            else:
+                result = executor.execute(plan.query)
+                if result.returns_rows:
+                    result.all()
             if plan.has_hold:
                 seconds = plan.hold(worker.rng)
                 if plan.sleep_sql is not None:
@@ -247,6 +290,27 @@ class RequestExecutor:
         self.recorder.note_leak()
         self.leaks.keep(holder, plan.group.leak_hold)
         return True
+
+    def _run_own_sessions(self, plan: GroupPlan) -> None:
+        """A task that gets the sessionmaker and manages its sessions itself."""
+        assert plan.task is not None and self.timer is not None
+        self.timer.take_wait()
+        start = perf_counter()
+        failure: BaseException | None = None
+        try:
+            plan.task(self.Session)
+        except Exception as exc:
+            failure = exc.with_traceback(None)
+        total = perf_counter() - start
+        waited = self.timer.take_wait()
+        if self.stop.is_set():
+            return
+        if failure is None:
+            self.recorder.finished(
+                plan.index, OK, int(waited * 1e6), int((total - waited) * 1e6), False
+            )
+        else:
+            self._failed(plan, failure, waited, total - waited, leaked=False)
 
     def unexpected(self, plan: GroupPlan, exc: BaseException) -> None:
         """An error outside the request's own handling (a bug, or a driver crash)."""

@@ -33,9 +33,10 @@ from ..result import (
 from ..scenario.model import Scenario
 from ..units import format_duration
 from .faults import FaultSchedule, KeepAliveJob, check_supported, install_idle_timeout
+from .leaks import LeakDetector
 from .load import driver_for
 from .pool import PoolWatch, build_engine
-from .requests import GroupPlan, LeakRegistry, RequestExecutor
+from .requests import CheckoutTimer, GroupPlan, LeakRegistry, RequestExecutor
 from .sampler import Sampler, ServerWatch
 from .sqla_log import SqlaMessages
 
@@ -200,17 +201,28 @@ class _Run:
             seed=scenario.seed,
             stop=stop,
         )
-        aggregator = Aggregator([(g.label, g.session) for g in scenario.workload])
+        aggregator = Aggregator([(g.label, _behaviour(g)) for g in scenario.workload])
         server = ServerWatch(self.probe, watch.server_id_list)
+        waiting = driver.waiting
+        if any(g.api == "sessionmaker" for g in scenario.workload):
+            # tasks open their own sessions: time every checkout at the pool instead
+            timer = executor.timer = CheckoutTimer(engine)
+            waiting = lambda: timer.in_flight  # noqa: E731
+        self.leak_detector = None
+        hooks = []
+        if scenario.leak_detection:
+            self.leak_detector = LeakDetector(engine, scenario.leak_detection)
+            hooks.append(self.leak_detector.scan)
         sampler = Sampler(
             watch,
             recorder,
             aggregator,
-            driver.waiting,
+            waiting,
             lambda: leaks.open_count,
             server,
             scenario.total_duration,
             self.options.verbose,
+            hooks,
         )
         self.observer.started(self._header())
         keepalive = None
@@ -246,6 +258,8 @@ class _Run:
             server.close()
             engine.dispose()
             watch.remove()
+            if self.leak_detector is not None:
+                self.leak_detector.remove()
         summary = self._summary(elapsed, sampler, aggregator, recorder, driver, watch, sqla)
         checks.evaluate(
             summary,
@@ -315,11 +329,15 @@ class _Run:
 
     def _on_first_timeout(self, t_s: float, message: str, leaks: int) -> None:
         self._leaks_at_first_timeout = leaks
+        if self.leak_detector is not None:
+            self.leak_detector.note_first_timeout()
         self.observer.first_timeout(t_s, message)
 
     # -- leaving nothing behind -------------------------------------------------------------------
 
     def _shutdown(self, stop, driver, leaks, server, engine, watch) -> None:
+        if self.leak_detector is not None:
+            self._leak_sites = self.leak_detector.sites()  # before the cleanup returns them
         stop.set()
         driver.wake()
         self.faults.join(10)  # a restart in progress must finish before the cleanup
@@ -342,6 +360,12 @@ class _Run:
         if remaining:
             self._terminated = self.probe.terminate(watch.server_id_list())
             remaining = self._server_count(watch)
+            if self._terminated and not stragglers:
+                self.notes.append(
+                    f"{self._terminated} connections were still checked out after the "
+                    "cleanup (held by code poolbench does not control); they were ended on "
+                    "the server"
+                )
         self._remaining = remaining
 
     def _server_count(self, watch: PoolWatch) -> int | None:
@@ -391,6 +415,10 @@ class _Run:
             groups=groups,
             server_connections_at_exit=getattr(self, "_remaining", None),
             terminated_at_exit=getattr(self, "_terminated", 0),
+            leak_sites=getattr(self, "_leak_sites", []),
+            holders_at_first_timeout=self.leak_detector.holders_at_first_timeout
+            if self.leak_detector is not None
+            else None,
         )
 
     def _header(self) -> RunHeader:
@@ -415,6 +443,13 @@ class _Run:
             variant=self.options.variant,
             variant_name=self.options.variant_name,
         )
+
+
+def _behaviour(group) -> str:
+    """How a group's requests handle sessions, in a word or two."""
+    if group.api == "sessionmaker":
+        return "its own"
+    return f"{group.session} (task)" if group.task else group.session
 
 
 def _round(value: float | None) -> float | None:

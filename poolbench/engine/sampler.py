@@ -81,6 +81,7 @@ class Sampler:
         server: ServerWatch | None,
         duration_s: float,
         verbose: bool,
+        hooks: list[Callable[[], None]] | None = None,
     ) -> None:
         self._watch = watch
         self._recorder = recorder
@@ -90,12 +91,15 @@ class Sampler:
         self._server = server
         self._duration_s = duration_s
         self._verbose = verbose
+        self._hooks = hooks or []
         self._last_events = watch.events()
         self._recent: list[tuple[float, int]] = [(0.0, 0)]
         self.timeline: list[Sample] = []
         self.maxima = _Maxima()
 
     def sample(self, t_s: float, phase: str) -> tuple[Sample, Progress]:
+        for hook in self._hooks:
+            hook()
         state = self._watch.state(with_status=self._verbose)
         waiting = self._waiting()
         stats = self._aggregator.absorb(self._recorder.drain())

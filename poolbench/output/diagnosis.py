@@ -20,6 +20,15 @@ def diagnose(result: RunResult) -> list[str]:
     ):
         capacity = pool["pool_size"] + pool["max_overflow"]
 
+    sites = s.leak_sites or []
+    if sites:
+        top = sites[0]
+        hints.append(
+            f"Connections checked out at {top.site} stayed out for up to "
+            f"{top.longest_hold_s:.1f}s ({top.count} past the leak_detection threshold"
+            + (f", {top.held_at_end} still out at the end" if top.held_at_end else "")
+            + "): that code path does not give its connection back."
+        )
     if s.timeouts and s.leaked:
         when = (
             f" after {s.leaked_at_first_timeout} leaks"
@@ -32,7 +41,7 @@ def diagnose(result: RunResult) -> list[str]:
             f"{s.first_timeout_at_s:.2f}s{when}. Close every session "
             "(`with Session() as session:` or try/finally: session.close())."
         )
-    elif s.timeouts:
+    elif s.timeouts and not sites:
         hints.append(
             f"The pool was too small for this load: up to {s.max_waiting} callers waited for a "
             f"connection and {s.timeouts} gave up after pool_timeout. Raise pool_size or "

@@ -225,6 +225,21 @@ def summary_table(result: RunResult) -> Table:
         table.add_row("[magenta]fault[/]", f"at {f.t_s:.1f}s: {escape(what)} ({escape(outcome)})")
     if s.dropped_arrivals or s.late_arrivals:
         table.add_row("arrivals", f"{s.dropped_arrivals} dropped · {s.late_arrivals} late")
+    for site in s.leak_sites or []:
+        still = f", {site.held_at_end} still out at the end" if site.held_at_end else ""
+        table.add_row(
+            "[yellow]leak suspect[/]",
+            f"{escape(site.site)}: {site.count} checkouts held past leak_detection, "
+            f"longest {site.longest_hold_s:.1f}s{still}",
+        )
+    if s.holders_at_first_timeout:
+        lines = [
+            f"{escape(h.site)} ×{h.count} (oldest {h.oldest_s:.1f}s)"
+            for h in s.holders_at_first_timeout[:5]
+        ]
+        table.add_row("holders at the\nfirst timeout", "\n".join(lines))
+    if s.keepalive_pings:
+        table.add_row("keep-alive", f"{s.keepalive_pings} pings, {s.keepalive_errors} failed")
     for w in s.sqlalchemy_warnings:
         table.add_row("[dim]sqlalchemy said[/]", f"[dim]{escape(w.message)} ×{w.count}[/]")
     return table

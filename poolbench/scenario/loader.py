@@ -8,8 +8,10 @@ the ``--set`` flag that caused it.
 from __future__ import annotations
 
 import difflib
+import importlib
 import re
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +80,7 @@ def load_scenario(
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(str(name), f"cannot read: {exc.strerror or exc}") from None
-    scenario = parse_scenario(text, str(name), overrides)
+    scenario = parse_scenario(text, str(name), overrides, base_dir=path.parent)
     if duration is not None:
         if duration <= 0:
             raise UsageError(f"--duration must be positive, got {duration:g}s")
@@ -86,8 +88,11 @@ def load_scenario(
     return scenario
 
 
-def parse_scenario(text: str, source: str, overrides: Sequence[str] = ()) -> Scenario:
-    """Validate scenario ``text``; ``source`` names it in error messages."""
+def parse_scenario(
+    text: str, source: str, overrides: Sequence[str] = (), base_dir: Path | None = None
+) -> Scenario:
+    """Validate scenario ``text``; ``source`` names it in error messages. Tasks
+    (``module:function``) are imported from ``base_dir`` (the scenario's folder) first."""
     try:
         raw = yaml.safe_load(text)
         root = yaml.compose(text)
@@ -135,7 +140,43 @@ def parse_scenario(text: str, source: str, overrides: Sequence[str] = ()) -> Sce
                     path="" if where else _format_loc(loc),
                     line=None if where else _line_of(root, loc, key=metric not in checks.METRICS),
                 ) from None
+    for index, group in enumerate(scenario.workload):
+        if group.task is None:
+            continue
+        try:
+            import_task(group.task, base_dir)
+        except (ImportError, AttributeError, TypeError) as exc:
+            loc = ("workload", index, "task")
+            where = overridden.get(loc)
+            raise ScenarioError(
+                f"--set {where}" if where else source,
+                str(exc),
+                path="" if where else _format_loc(loc),
+                line=None if where else _line_of(root, loc),
+            ) from None
     return scenario
+
+
+def import_task(spec: str, base_dir: Path | None = None) -> Callable[..., Any]:
+    """The callable named ``module:function``; the scenario's folder is searched first."""
+    module_name, _, attr = spec.partition(":")
+    if base_dir is not None:
+        folder = str(Path(base_dir).resolve())
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ImportError(f"cannot import {module_name!r}: {exc}") from None
+    except Exception as exc:  # the module itself raised while importing
+        failure = f"{type(exc).__name__}: {exc}"
+        raise ImportError(f"importing {module_name!r} failed: {failure}") from None
+    fn = getattr(module, attr, None)
+    if fn is None:
+        raise AttributeError(f"{module_name!r} has no {attr!r}")
+    if not callable(fn):
+        raise TypeError(f"{spec} is not callable")
+    return fn
 
 
 def _parse_override(item: str) -> tuple[tuple[str | int, ...], Any]:

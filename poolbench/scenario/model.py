@@ -131,8 +131,9 @@ class WorkloadGroup(_Model):
     name: str | None = None
     share: Share = Field(1.0, gt=0)
     session: SessionBehaviour = "closed"
-    api: Literal["session", "connection"] = "session"
+    api: Literal["session", "connection", "sessionmaker"] = "session"
     query: str = Field("SELECT 1", min_length=1)
+    task: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     hold: Dist = Distribution()
     hold_in: Literal["python", "server"] = "python"
     think: Dist = Distribution()
@@ -145,11 +146,18 @@ class WorkloadGroup(_Model):
             raise ValueError("leak_hold applies only to session: leaky or leak_on_error")
         if self.session == "leak_on_error" and self.error_rate == 0:
             raise ValueError("session: leak_on_error needs error_rate > 0 (e.g. 0.05)")
+        if self.api == "sessionmaker":
+            if self.task is None:
+                raise ValueError("api: sessionmaker needs a task (module:function) to call")
+            if self.session != "closed":
+                raise ValueError(
+                    "with api: sessionmaker the task manages its own sessions; leave session out"
+                )
         return self
 
     @property
     def label(self) -> str:
-        return self.name or self.session
+        return self.name or (self.task.split(":")[1] if self.task else self.session)
 
 
 class Load(_Model):
@@ -282,6 +290,7 @@ class Scenario(_Model):
     seed: int | None = None
     faults: Faults = Faults()
     keepalive: KeepAlive | None = None
+    leak_detection: Duration | None = Field(None, gt=0)
     variants: list[Variant] = []
     thresholds: dict[str, str] = {}
     expect: dict[str, str] = {}
