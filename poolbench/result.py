@@ -309,6 +309,7 @@ class RunResult:
     variant: dict[str, Any] | None = None
     variant_name: str | None = None
     faults: list[FaultEvent] = field(default_factory=list)
+    processes: list[dict[str, Any]] = field(default_factory=list)  # a fleet's, one each
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

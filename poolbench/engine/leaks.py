@@ -78,7 +78,6 @@ class LeakDetector:
         self._lock = threading.Lock()
         self._out: dict[int, tuple[float, tuple[str, ...], bool]] = {}  # id(record) -> ...
         self._sites: dict[str, LeakSite] = {}
-        self.holders_at_first_timeout: list[Holder] | None = None
         event.listen(engine, "checkout", self._on_checkout)
         event.listen(engine, "checkin", self._on_checkin)
 
@@ -126,10 +125,6 @@ class LeakDetector:
                 holder.count += 1
                 holder.oldest_s = round(max(holder.oldest_s, now - since), 3)
         return sorted(groups.values(), key=lambda h: (-h.count, -h.oldest_s))[:MAX_SITES]
-
-    def note_first_timeout(self) -> None:
-        if self.holders_at_first_timeout is None:
-            self.holders_at_first_timeout = self.holders()
 
     def sites(self) -> list[LeakSite]:
         """The suspects so far, most first; ``held_at_end`` counts those still out now."""

@@ -1,26 +1,28 @@
 """One scenario against one database: set up, measure, and leave nothing behind.
 
-:func:`run_scenario` is the whole measurement. Its shutdown releases every leaked
-session, lets in-flight requests finish (for a grace period), disposes the engine,
-and ends on the server side whatever is still connected, then checks the server shows
-no connection of the run. Ctrl-C ends the measurement early and keeps what it measured.
+:func:`run_scenario` is the whole measurement. The pool side (engine, workers, what they
+measured; engine/poolside.py) lives in this process, or in every process of a fleet
+(engine/fleet.py); this module is the server side: the probe, the faults, the timeline
+and the cleanup. The shutdown releases every leaked session, lets in-flight requests
+finish (for a grace period), disposes the engine, ends on the server whatever is still
+connected, and checks the server shows no connection of the run. Ctrl-C ends the
+measurement early and keeps what it measured.
 """
 
 from __future__ import annotations
 
-import gc
 import secrets
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from time import perf_counter
-from typing import Any
+from typing import Any, Protocol
 
 from .. import checks, errors
 from ..db.server import ServerProbe, probe_for
 from ..db.target import Target
-from ..metrics.recorder import Aggregator, Recorder
+from ..metrics.histogram import LatencyHistogram
 from ..result import (
     DatabaseInfo,
     FaultEvent,
@@ -30,22 +32,25 @@ from ..result import (
     Sample,
     Summary,
 )
-from ..scenario.model import Scenario
+from ..scenario.model import Phase, Scenario
 from ..units import format_duration
-from .faults import FaultSchedule, KeepAliveJob, check_supported, install_idle_timeout
-from .leaks import LeakDetector
-from .load import driver_for
-from .pool import PoolWatch, build_engine
-from .requests import CheckoutTimer, GroupPlan, LeakRegistry, RequestExecutor
-from .sampler import Sampler, ServerWatch
-from .sqla_log import SqlaMessages
+from .faults import FaultSchedule, check_supported
+from .poolside import (
+    PoolReading,
+    PoolSide,
+    PoolTotals,
+    group_summaries,
+    merge_readings,
+    merge_totals,
+)
+from .sampler import ServerWatch, Timeline
 
 
 class Observer:
     """Receives a run's progress; the live view and the plain progress lines implement it.
 
-    Methods are called from the runner's thread, except :meth:`first_timeout`, which a
-    worker thread calls the moment it happens.
+    Methods are called from the runner's thread, except :meth:`first_timeout` and
+    :meth:`fault`, which are called the moment they happen, from other threads.
     """
 
     def started(self, header: RunHeader) -> None:
@@ -61,7 +66,7 @@ class Observer:
         pass
 
     def fault(self, event: FaultEvent) -> None:
-        """A kill or restart happened (called from the fault's own thread)."""
+        """A kill or restart happened."""
 
     def finished(self) -> None:
         pass
@@ -76,10 +81,74 @@ class RunOptions:
     run_id: str | None = None
     variant: dict[str, Any] | None = None  # the settings this variant overrides
     variant_name: str | None = None
+    processes: int | None = None  # overrides the scenario's fleet.processes
+
+
+class Pools(Protocol):
+    """The pool side(s) of a run, as the runner drives them."""
+
+    exact_stale: bool  # whether open_ids() can be read again right after the server
+
+    def begin(self, t0: float) -> None: ...
+    def set_phase(self, phase: Phase) -> None: ...
+    def read(self) -> tuple[PoolReading, float | None]: ...
+    def open_ids(self) -> set[int]: ...
+    def server_ids(self) -> list[int]: ...
+    def idle_ids(self) -> list[int]: ...
+    def stop_load(self) -> None: ...
+    def shutdown(self, grace_s: float) -> int: ...
+    def totals(self) -> tuple[PoolTotals, list, list[dict[str, Any]]]: ...
+    def close(self) -> None: ...
+
+
+class LocalPools:
+    """The usual case: one pool side, in this process."""
+
+    exact_stale = True
+
+    def __init__(self, side: PoolSide) -> None:
+        self.side = side
+
+    def begin(self, t0: float) -> None:
+        self.side.begin(t0)
+
+    def set_phase(self, phase: Phase) -> None:
+        self.side.set_phase(phase)
+
+    def read(self) -> tuple[PoolReading, float | None]:
+        return merge_readings([self.side.read()])
+
+    def open_ids(self) -> set[int]:
+        return self.side.open_ids()
+
+    def server_ids(self) -> list[int]:
+        return self.side.server_ids()
+
+    def idle_ids(self) -> list[int]:
+        return self.side.idle_ids()
+
+    def stop_load(self) -> None:
+        self.side.stop_load()
+
+    def shutdown(self, grace_s: float) -> int:
+        return self.side.shutdown(grace_s)
+
+    def totals(self) -> tuple[PoolTotals, list, list[dict[str, Any]]]:
+        merged, groups = merge_totals([self.side.totals()])
+        return merged, groups, []
+
+    def close(self) -> None:
+        self.side.close()
 
 
 def new_run_id() -> str:
     return secrets.token_hex(4)
+
+
+_EXAMPLE_URL = {
+    "mysql": "mysql+pymysql://root@127.0.0.1:3306/test",
+    "postgresql": "postgresql+psycopg2://postgres@127.0.0.1:5432/test",
+}
 
 
 def check_requirements(scenario: Scenario, target_kind: str | None) -> None:
@@ -87,23 +156,13 @@ def check_requirements(scenario: Scenario, target_kind: str | None) -> None:
     needed = scenario.database.requires
     if needed and target_kind != needed:
         names = {"mysql": "MySQL or MariaDB", "postgresql": "PostgreSQL"}
-        got = (
-            "the embedded PostgreSQL"
-            if target_kind is None
-            else names.get(target_kind, target_kind)
-        )
+        got = names.get(target_kind or "", target_kind)
         hint = f"pass --url, e.g. {_EXAMPLE_URL[needed]}"
         if needed == "postgresql":
             hint = "run it without --url and POOLBENCH_URL for the embedded PostgreSQL, or " + hint
         raise errors.UnsupportedDatabase(
             f"scenario {scenario.name!r} needs {names[needed]}; it was given {got} ({hint})"
         )
-
-
-_EXAMPLE_URL = {
-    "mysql": "mysql+pymysql://root@127.0.0.1:3306/test",
-    "postgresql": "postgresql+psycopg2://postgres@127.0.0.1:5432/test",
-}
 
 
 def run_scenario(
@@ -145,6 +204,7 @@ class _Run:
         self.probe = probe
         self.run_id = run_id
         self.app_name = app_name
+        self.processes = options.processes or scenario.fleet.processes
         self.notes: list[str] = []
         self.database = DatabaseInfo(
             url=target.masked,
@@ -155,112 +215,72 @@ class _Run:
             max_connections=probe.max_connections,
             source=target.source,
         )
-        self._leaks_at_first_timeout: int | None = None
+        self._first_timeout: tuple[float | None, str | None] = (None, None)
+        self._lock = threading.Lock()
+        self._remaining: int | None = None
+        self._terminated = 0
 
     # -- the run -------------------------------------------------------------------------------
 
+    def _pools(self) -> Pools:
+        if self.processes > 1:
+            from .fleet import FleetPools
+
+            return FleetPools(
+                self.scenario,
+                self.target,
+                self.app_name,
+                self.processes,
+                self._on_first_timeout,
+                self.options.verbose,
+            )
+        side = PoolSide(
+            self.scenario,
+            self.target.url,
+            self.target.kind,
+            self.app_name,
+            self.target.scrub,
+            on_first_timeout=self._on_first_timeout,
+            verbose=self.options.verbose,
+        )
+        return LocalPools(side)
+
     def execute(self) -> RunResult:
         scenario = self.scenario
+        pools = self._pools()
         try:
-            plans = [
-                GroupPlan.build(i, g, self.target.kind) for i, g in enumerate(scenario.workload)
-            ]
-        except ValueError as exc:
-            raise errors.UnsupportedDatabase(f"scenario {scenario.name!r}: {exc}") from None
-        engine = build_engine(self.target.url, scenario.pool, self.app_name)
-        if scenario.faults.server_idle_timeout:
-            install_idle_timeout(engine, self.target.kind, scenario.faults.server_idle_timeout)
-        track_idle = any(k.which == "idle" for k in scenario.faults.kill)
-        watch = PoolWatch(engine, scenario.pool, track_idle=track_idle)
-        self.faults = FaultSchedule(
-            scenario.faults,
-            self.probe,
-            self.target.embedded,
-            watch.server_id_list,
-            watch.idle_server_ids,
-            self.observer.fault,
-        )
-        recorder = Recorder()
-        leaks = LeakRegistry()
-        stop = threading.Event()
-        started_wall = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        executor = RequestExecutor(
-            engine,
-            recorder,
-            leaks,
-            stop,
-            perf_counter(),
-            self.target.scrub,
-            self._on_first_timeout,
-        )
-        driver = driver_for(
-            scenario.load.open_loop,
-            executor=executor,
-            plans=plans,
-            threads=scenario.peak_workers(),
-            seed=scenario.seed,
-            stop=stop,
-        )
-        aggregator = Aggregator([(g.label, _behaviour(g)) for g in scenario.workload])
-        server = ServerWatch(self.probe, watch.server_id_list)
-        waiting = driver.waiting
-        if any(g.api == "sessionmaker" for g in scenario.workload):
-            # tasks open their own sessions: time every checkout at the pool instead
-            timer = executor.timer = CheckoutTimer(engine)
-            waiting = lambda: timer.in_flight  # noqa: E731
-        self.leak_detector = None
-        hooks = []
-        if scenario.leak_detection:
-            self.leak_detector = LeakDetector(engine, scenario.leak_detection)
-            hooks.append(self.leak_detector.scan)
-        sampler = Sampler(
-            watch,
-            recorder,
-            aggregator,
-            waiting,
-            lambda: leaks.open_count,
-            server,
-            scenario.total_duration,
-            self.options.verbose,
-            hooks,
-        )
-        self.observer.started(self._header())
-        keepalive = None
-        if scenario.keepalive is not None:
-            keepalive = KeepAliveJob(
-                engine, scenario.keepalive.every, scenario.keepalive.query, stop
+            self.faults = FaultSchedule(
+                scenario.faults,
+                self.probe,
+                self.target.embedded,
+                pools.server_ids,
+                pools.idle_ids,
+                self.observer.fault,
             )
-        self.keepalive = keepalive
-        interrupted = False
-        elapsed = 0.0
-        server.start()
-        threading.Thread(target=leaks.run_reaper, name="poolbench-reaper", daemon=True).start()
-        driver.start()  # threads wait for the first phase before sending anything
-        if keepalive is not None:
-            keepalive.start()
-        t0 = executor.started_at = perf_counter()
-        sqla = SqlaMessages(t0)
-        try:
-            with sqla:
+            server = ServerWatch(self.probe, pools.server_ids)
+            timeline = Timeline(scenario.total_duration)
+            started_wall = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            self.observer.started(self._header())
+            interrupted = False
+            server.start()
+            t0 = perf_counter()
+            pools.begin(t0)
+            try:
                 try:
-                    elapsed = self._measure(driver, sampler, stop, t0)
+                    elapsed = self._measure(pools, server, timeline, t0)
                 except KeyboardInterrupt:
                     interrupted = True
-                    stop.set()
+                    pools.stop_load()
                     elapsed = perf_counter() - t0
                     self.observer.stopping("interrupted: stopping and keeping what was measured")
-                    sampler.sample(elapsed, "interrupted")
-                self._shutdown(stop, driver, leaks, server, engine, watch)
+                    self._sample(pools, server, timeline, elapsed, "interrupted")
+                self._shutdown(pools, server, timeline)
+            finally:
+                server.close()
+            totals, groups, per_process = pools.totals()
         finally:
-            stop.set()
-            driver.wake()
-            leaks.release_all()
-            server.close()
-            engine.dispose()
-            watch.remove()
-            if self.leak_detector is not None:
-                self.leak_detector.remove()
-        summary = self._summary(elapsed, sampler, aggregator, recorder, driver, watch, sqla)
+            pools.close()
+        summary = self._summary(elapsed, timeline, totals, groups)
         checks.evaluate(
             summary,
             checks.parse_conditions(dict(scenario.thresholds)),
@@ -279,16 +299,17 @@ class _Run:
             },
             load=_load_dict(scenario),
             interval_s=scenario.interval,
-            timeline=sampler.timeline,
+            timeline=timeline.samples,
             summary=summary,
             interrupted=interrupted,
             notes=self.notes,
             variant=self.options.variant,
             variant_name=self.options.variant_name,
             faults=sorted(self.faults.events, key=lambda e: e.t_s),
+            processes=per_process,
         )
 
-    def _measure(self, driver, sampler: Sampler, stop: threading.Event, t0: float) -> float:
+    def _measure(self, pools: Pools, server: ServerWatch, timeline: Timeline, t0: float) -> float:
         """Drive the phases and take a sample every interval; the measured seconds."""
         scenario = self.scenario
         phases = scenario.effective_phases()
@@ -300,22 +321,20 @@ class _Run:
         end = scenario.total_duration
         interval = scenario.interval
         current = 0
-        driver.set_phase(phases[0])
+        pools.set_phase(phases[0])
         next_tick = interval
         while True:
             now = perf_counter() - t0
             while current + 1 < len(phases) and now >= starts[current + 1]:
                 current += 1
-                driver.set_phase(phases[current])
+                pools.set_phase(phases[current])
             if now >= end:
-                stop.set()
-                sample, progress = sampler.sample(end, phases[current].name or "")
-                self.observer.sampled(sample, progress)
+                pools.stop_load()
+                self._sample(pools, server, timeline, end, phases[current].name or "")
                 return end
             self.faults.fire_due(now)
             if now >= next_tick:
-                sample, progress = sampler.sample(now, phases[current].name or "")
-                self.observer.sampled(sample, progress)
+                self._sample(pools, server, timeline, now, phases[current].name or "")
                 while next_tick <= now:
                     next_tick += interval
                 continue
@@ -327,39 +346,48 @@ class _Run:
                 upcoming = min(upcoming, fault_at)
             time.sleep(max(0.0, upcoming - now))
 
-    def _on_first_timeout(self, t_s: float, message: str, leaks: int) -> None:
-        self._leaks_at_first_timeout = leaks
-        if self.leak_detector is not None:
-            self.leak_detector.note_first_timeout()
+    def _sample(
+        self, pools: Pools, server: ServerWatch, timeline: Timeline, t_s: float, phase: str
+    ) -> None:
+        reading, wait_p99 = pools.read()
+        view, fresh = server.refresh()
+        stale = None
+        if view is not None and fresh and pools.exact_stale:
+            # connections the pool holds that the server no longer has (closed by an idle
+            # timeout, a kill or a restart, and not yet noticed). Only those open both
+            # before and after the server was asked: one opened or closed meanwhile is not.
+            stale = len((reading.open_ids & pools.open_ids()) - view.ids)
+        sample = timeline.add(t_s, phase, reading, wait_p99, view, stale)
+        with self._lock:
+            first = self._first_timeout
+        self.observer.sampled(sample, timeline.progress(t_s, phase, reading, first))
+
+    def _on_first_timeout(self, t_s: float, message: str) -> None:
+        with self._lock:
+            if self._first_timeout[0] is not None and self._first_timeout[0] <= t_s:
+                return
+            self._first_timeout = (t_s, message)
         self.observer.first_timeout(t_s, message)
 
     # -- leaving nothing behind -------------------------------------------------------------------
 
-    def _shutdown(self, stop, driver, leaks, server, engine, watch) -> None:
-        if self.leak_detector is not None:
-            self._leak_sites = self.leak_detector.sites()  # before the cleanup returns them
-        stop.set()
-        driver.wake()
+    def _shutdown(self, pools: Pools, server: ServerWatch, timeline: Timeline) -> None:
+        pools.stop_load()
+        leaked = timeline.samples[-1].leaked_open if timeline.samples else 0
+        if leaked:
+            self.observer.stopping(f"releasing {leaked} leaked sessions")
         self.faults.join(10)  # a restart in progress must finish before the cleanup
-        if self.keepalive is not None:
-            self.keepalive.join(self.options.grace_s)
-        released = leaks.release_all()
-        if released:
-            self.observer.stopping(f"releasing {released} leaked sessions")
-        stragglers = driver.join(self.options.grace_s)
-        gc.collect()  # returns connections of sessions dropped without close()
+        stragglers = pools.shutdown(self.options.grace_s)
         server.close()
-        engine.dispose()
         if stragglers:
             self.notes.append(
                 f"{stragglers} requests were still running {self.options.grace_s:g}s after "
                 "the end; their connections were ended on the server"
             )
-        self._terminated = 0
-        remaining = self._server_count(watch)
+        remaining = self._server_count(pools)
         if remaining:
-            self._terminated = self.probe.terminate(watch.server_id_list())
-            remaining = self._server_count(watch)
+            self._terminated = self.probe.terminate(pools.server_ids())
+            remaining = self._server_count(pools)
             if self._terminated and not stragglers:
                 self.notes.append(
                     f"{self._terminated} connections were still checked out after the "
@@ -368,11 +396,11 @@ class _Run:
                 )
         self._remaining = remaining
 
-    def _server_count(self, watch: PoolWatch) -> int | None:
+    def _server_count(self, pools: Pools) -> int | None:
         """This run's connections the server still shows, once closes have settled."""
         count = None
         for _ in range(20):
-            counts = self.probe.try_connections_by_state(watch.server_id_list())
+            counts = self.probe.try_connections_by_state(pools.server_ids())
             if counts is None:
                 return None
             count = counts.get("total", 0)
@@ -383,42 +411,44 @@ class _Run:
 
     # -- the figures ------------------------------------------------------------------------------
 
-    def _summary(self, elapsed, sampler, aggregator, recorder, driver, watch, sqla) -> Summary:
-        wait, hold, groups = aggregator.totals()
-        kinds = recorder.errors.snapshot()
-        maxima = sampler.maxima
+    def _summary(
+        self, elapsed: float, timeline: Timeline, totals: PoolTotals, groups: list
+    ) -> Summary:
+        wait, hold = LatencyHistogram(), LatencyHistogram()
+        for _name, _session, w, h in groups:
+            wait.add(w)
+            hold.add(h)
+        maxima = timeline.maxima
         return Summary(
             duration_s=round(elapsed, 3),
-            operations=aggregator.operations,
-            ok=aggregator.ok,
-            throughput_ops_s=round(aggregator.operations / elapsed, 2) if elapsed else 0.0,
-            timeouts=kinds["timeout"].count,
-            first_timeout_at_s=_round(recorder.errors.first_timeout_at_s),
-            first_timeout_message=recorder.errors.first_timeout_message,
-            errors=kinds,
-            checkout_wait_ms=wait,
-            hold_ms=hold,
+            operations=totals.operations,
+            ok=totals.ok,
+            throughput_ops_s=round(totals.operations / elapsed, 2) if elapsed else 0.0,
+            timeouts=totals.errors["timeout"].count,
+            first_timeout_at_s=_round(totals.first_timeout_at_s),
+            first_timeout_message=totals.first_timeout_message,
+            errors=totals.errors,
+            checkout_wait_ms=wait.percentiles(),
+            hold_ms=hold.percentiles(),
             max_checked_out=maxima.checked_out,
             max_overflow=maxima.overflow,
             max_waiting=maxima.waiting,
             max_server_connections=maxima.server,
             max_stale=maxima.stale,
-            leaked=recorder.leaks,
-            leaked_at_first_timeout=self._leaks_at_first_timeout,
-            injected_errors=aggregator.injected,
-            keepalive_pings=self.keepalive.pings if self.keepalive else 0,
-            keepalive_errors=self.keepalive.errors if self.keepalive else 0,
-            dropped_arrivals=driver.dropped,
-            late_arrivals=driver.late,
-            pool_events=watch.events(),
-            sqlalchemy_warnings=sqla.examples(),
-            groups=groups,
-            server_connections_at_exit=getattr(self, "_remaining", None),
-            terminated_at_exit=getattr(self, "_terminated", 0),
-            leak_sites=getattr(self, "_leak_sites", []),
-            holders_at_first_timeout=self.leak_detector.holders_at_first_timeout
-            if self.leak_detector is not None
-            else None,
+            leaked=totals.leaked,
+            leaked_at_first_timeout=totals.leaked_at_first_timeout,
+            injected_errors=totals.injected,
+            keepalive_pings=totals.keepalive_pings,
+            keepalive_errors=totals.keepalive_errors,
+            dropped_arrivals=totals.dropped,
+            late_arrivals=totals.late,
+            pool_events=totals.events,
+            sqlalchemy_warnings=totals.sqlalchemy_messages,
+            groups=group_summaries(groups, totals),
+            server_connections_at_exit=self._remaining,
+            terminated_at_exit=self._terminated,
+            leak_sites=totals.leak_sites,
+            holders_at_first_timeout=totals.holders_at_first_timeout,
         )
 
     def _header(self) -> RunHeader:
@@ -436,7 +466,7 @@ class _Run:
             pool_size=s.pool.pool_size if s.pool.poolclass == "QueuePool" else 0,
             capacity=s.pool.capacity,
             pool_timeout_s=s.pool.pool_timeout,
-            load_line=_load_line(s),
+            load_line=_load_line(s, self.processes),
             duration_s=s.total_duration,
             interval_s=s.interval,
             phases=phases,
@@ -445,29 +475,23 @@ class _Run:
         )
 
 
-def _behaviour(group) -> str:
-    """How a group's requests handle sessions, in a word or two."""
-    if group.api == "sessionmaker":
-        return "its own"
-    return f"{group.session} (task)" if group.task else group.session
-
-
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def _load_line(s: Scenario) -> str:
+def _load_line(s: Scenario, processes: int = 1) -> str:
     groups = (
         ", ".join(f"{g.share / sum(x.share for x in s.workload):.0%} {g.label}" for g in s.workload)
         if len(s.workload) > 1
-        else s.workload[0].session + " sessions"
+        else s.workload[0].label + (" sessions" if not s.workload[0].task else "")
     )
     if s.load.open_loop:
         model = f"open loop, {s.load.rate:g}/s, at most {s.load.concurrency} concurrent"
     else:
         model = f"closed loop, {s.load.workers} workers"
+    fleet = f" over {processes} processes" if processes > 1 else ""
     phases = f", {len(s.phases)} phases" if s.phases else ""
-    return f"{model}{phases}; {groups}; {format_duration(s.total_duration)}"
+    return f"{model}{fleet}{phases}; {groups}; {format_duration(s.total_duration)}"
 
 
 def _pool_dict(s: Scenario) -> dict[str, Any]:

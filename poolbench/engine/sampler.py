@@ -1,9 +1,9 @@
-"""The timeline: one :class:`Sample` per interval, from the pool, the workers and the server.
+"""The timeline: one :class:`Sample` per interval, from the pool side(s) and the server.
 
-Where is the timeline sampled? Here. The runner calls :meth:`Sampler.sample` at each
-tick from its own thread; the server's count comes from :class:`ServerWatch`, which
-asks the server in a thread of its own so a slow or restarting server never delays
-the pool's readings.
+Where is the timeline sampled? Here. At each tick the runner reads the pool side (or
+every process of a fleet, merged), asks the server through :class:`ServerWatch` — in a
+thread of its own, so a slow or restarting server never delays the pool's readings — and
+:class:`Timeline` turns both into a Sample and keeps the maxima and running totals.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ..db.server import ServerProbe, ServerView
-from ..metrics.recorder import Aggregator, Recorder
 from ..result import Progress, Sample
-from .pool import PoolWatch
+from .poolside import PoolReading
 
 SERVER_WAIT_S = 0.05  # how long a sample waits for the server's fresh count
 
@@ -60,7 +59,7 @@ class ServerWatch:
 
 
 @dataclass
-class _Maxima:
+class Maxima:
     checked_out: int = 0
     overflow: int = 0
     waiting: int = 0
@@ -68,74 +67,58 @@ class _Maxima:
     stale: int | None = None
 
 
-class Sampler:
-    """Builds the timeline and the running totals the live view shows."""
+class Timeline:
+    """Samples, maxima and the running totals the live view shows."""
 
-    def __init__(
-        self,
-        watch: PoolWatch,
-        recorder: Recorder,
-        aggregator: Aggregator,
-        waiting: Callable[[], int],
-        leaked_open: Callable[[], int],
-        server: ServerWatch | None,
-        duration_s: float,
-        verbose: bool,
-        hooks: list[Callable[[], None]] | None = None,
-    ) -> None:
-        self._watch = watch
-        self._recorder = recorder
-        self._aggregator = aggregator
-        self._waiting = waiting
-        self._leaked_open = leaked_open
-        self._server = server
+    def __init__(self, duration_s: float) -> None:
         self._duration_s = duration_s
-        self._verbose = verbose
-        self._hooks = hooks or []
-        self._last_events = watch.events()
+        self._last_events = None
         self._recent: list[tuple[float, int]] = [(0.0, 0)]
-        self.timeline: list[Sample] = []
-        self.maxima = _Maxima()
+        self.samples: list[Sample] = []
+        self.maxima = Maxima()
+        self.operations = 0
+        self.ok = 0
+        self.timeouts = 0
+        self.errors = 0
 
-    def sample(self, t_s: float, phase: str) -> tuple[Sample, Progress]:
-        for hook in self._hooks:
-            hook()
-        state = self._watch.state(with_status=self._verbose)
-        waiting = self._waiting()
-        stats = self._aggregator.absorb(self._recorder.drain())
-        events = self._watch.events()
-        open_before = self._watch.open_server_ids()
-        server, fresh = self._server.refresh() if self._server is not None else (None, False)
-        stale = None
-        if server is not None and fresh:
-            # connections the pool holds that the server no longer has (closed by an idle
-            # timeout, a kill or a restart, and not yet noticed). Only those open both
-            # before and after the server was asked: one opened or closed meanwhile is not.
-            open_ids = open_before & self._watch.open_server_ids()
-            stale = len(open_ids - server.ids)
+    def add(
+        self,
+        t_s: float,
+        phase: str,
+        reading: PoolReading,
+        wait_p99_ms: float | None,
+        server: ServerView | None,
+        stale: int | None,
+    ) -> Sample:
+        events = reading.events
+        last = self._last_events
         sample = Sample(
             t_s=round(t_s, 3),
             phase=phase,
-            checked_out=state.checked_out,
-            checked_in=state.checked_in,
-            overflow=state.overflow,
-            waiting=waiting,
-            operations=stats.operations,
-            ok=stats.ok,
-            timeouts=stats.timeouts,
-            errors=stats.errors,
-            checkout_wait_p99_ms=stats.checkout_wait_p99_ms,
-            connects=events.connects - self._last_events.connects,
-            invalidations=events.invalidations - self._last_events.invalidations,
-            gc_returned=events.gc_returned - self._last_events.gc_returned,
-            leaked_open=self._leaked_open(),
+            checked_out=reading.checked_out,
+            checked_in=reading.checked_in,
+            overflow=reading.overflow,
+            waiting=reading.waiting,
+            operations=reading.stats.operations,
+            ok=reading.stats.ok,
+            timeouts=reading.stats.timeouts,
+            errors=reading.stats.errors,
+            checkout_wait_p99_ms=wait_p99_ms,
+            connects=events.connects - (last.connects if last else 0),
+            invalidations=events.invalidations - (last.invalidations if last else 0),
+            gc_returned=events.gc_returned - (last.gc_returned if last else 0),
+            leaked_open=reading.leaked_open,
             server_connections=dict(server.counts) if server is not None else None,
             stale=stale,
-            disconnects=stats.disconnects,
-            pool_status=state.status or None,
+            disconnects=reading.stats.disconnects,
+            pool_status=reading.status or None,
         )
         self._last_events = events
-        self.timeline.append(sample)
+        self.samples.append(sample)
+        self.operations += sample.operations
+        self.ok += sample.ok
+        self.timeouts += sample.timeouts
+        self.errors += sample.errors
         m = self.maxima
         m.checked_out = max(m.checked_out, sample.checked_out)
         m.overflow = max(m.overflow, sample.overflow)
@@ -144,29 +127,32 @@ class Sampler:
             m.server = max(m.server or 0, server.counts.get("total", 0))
         if stale is not None:
             m.stale = max(m.stale or 0, stale)
-        return sample, self._progress(t_s, phase)
+        return sample
 
-    def _progress(self, t_s: float, phase: str) -> Progress:
-        agg = self._aggregator
-        errors = self._recorder.errors
+    def progress(
+        self,
+        t_s: float,
+        phase: str,
+        reading: PoolReading,
+        first_timeout: tuple[float | None, str | None],
+    ) -> Progress:
         # throughput over the last few seconds, so the view shows a collapse as it happens
-        self._recent.append((t_s, agg.operations))
+        self._recent.append((t_s, self.operations))
         while len(self._recent) > 2 and t_s - self._recent[1][0] >= 5.0:
             self._recent.pop(0)
         t_then, ops_then = self._recent[0]
         span = t_s - t_then
-        kinds = errors.kinds
         return Progress(
             elapsed_s=t_s,
             duration_s=self._duration_s,
             phase=phase,
-            operations=agg.operations,
-            ok=agg.ok,
-            timeouts=kinds["timeout"].count,
-            errors=sum(k.count for k in kinds.values()),
-            leaked=self._recorder.leaks,
-            leaked_open=self._leaked_open(),
-            throughput_ops_s=(agg.operations - ops_then) / span if span > 0 else 0.0,
-            first_timeout_at_s=errors.first_timeout_at_s,
-            first_timeout_message=errors.first_timeout_message,
+            operations=self.operations,
+            ok=self.ok,
+            timeouts=self.timeouts,
+            errors=self.errors,
+            leaked=reading.leaked,
+            leaked_open=reading.leaked_open,
+            throughput_ops_s=(self.operations - ops_then) / span if span > 0 else 0.0,
+            first_timeout_at_s=first_timeout[0],
+            first_timeout_message=first_timeout[1],
         )

@@ -29,12 +29,13 @@ class SqlaMessages:
     """Context manager capturing ``sqlalchemy`` log records (WARNING+) and SAWarnings."""
 
     def __init__(self, started_at: float) -> None:
-        self._started_at = started_at
+        self.started_at = started_at
         self._lock = threading.Lock()
         self._examples: dict[str, ErrorExample] = {}
         self._handler = _Handler(self)
         self._logger = logging.getLogger("sqlalchemy")
         self._saved: dict[str, Any] = {}
+        self._active = False
 
     def add(self, message: str) -> None:
         key = _NOISE.sub("<...>", message)
@@ -43,7 +44,7 @@ class SqlaMessages:
             if example is not None:
                 example.count += 1
             elif len(self._examples) < MAX_KINDS:
-                t_s = round(perf_counter() - self._started_at, 3)
+                t_s = round(perf_counter() - self.started_at, 3)
                 self._examples[key] = ErrorExample(None, message, 1, t_s)
 
     def examples(self) -> list[ErrorExample]:
@@ -51,6 +52,9 @@ class SqlaMessages:
             return [ErrorExample(**vars(e)) for e in self._examples.values()]
 
     def __enter__(self) -> SqlaMessages:
+        if self._active:
+            return self
+        self._active = True
         self._saved = {
             "propagate": self._logger.propagate,
             "showwarning": warnings.showwarning,
@@ -74,6 +78,9 @@ class SqlaMessages:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if not self._active:
+            return
+        self._active = False
         self._logger.removeHandler(self._handler)
         self._logger.propagate = self._saved["propagate"]
         warnings.showwarning = self._saved["showwarning"]

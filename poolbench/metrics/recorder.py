@@ -12,7 +12,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
-from ..result import ERROR_KINDS, ErrorExample, ErrorKindStats, GroupSummary, Percentiles
+from ..result import ERROR_KINDS, ErrorExample, ErrorKindStats
 from .histogram import LatencyHistogram
 
 OK = 0
@@ -124,19 +124,23 @@ class Aggregator:
     """The sampler-side: folds drained records into interval and whole-run figures."""
 
     def __init__(self, group_names: list[tuple[str, str]]) -> None:
-        self._names = group_names
-        self._groups = [_GroupTotals() for _ in group_names]
+        self.names = group_names
+        self.groups = [_GroupTotals() for _ in group_names]
         self._interval_wait = LatencyHistogram()
         self.operations = 0
         self.ok = 0
         self.injected = 0
 
-    def absorb(self, records: list[tuple[int, int, int, int, bool]]) -> IntervalStats:
+    def absorb(
+        self, records: list[tuple[int, int, int, int, bool]]
+    ) -> tuple[IntervalStats, LatencyHistogram]:
+        """Fold one interval's records in; its stats, and its checkout-wait histogram
+        (valid until the next call)."""
         stats = IntervalStats()
         iwait = self._interval_wait
         iwait.reset()
         for group, outcome, wait_us, hold_us, leaked in records:
-            g = self._groups[group]
+            g = self.groups[group]
             g.operations += 1
             g.wait.record(wait_us)
             iwait.record(wait_us)
@@ -163,27 +167,4 @@ class Aggregator:
         self.operations += stats.operations
         self.ok += stats.ok
         self.injected += stats.injected
-        return stats
-
-    def totals(self) -> tuple[Percentiles, Percentiles, list[GroupSummary]]:
-        wait, hold = LatencyHistogram(), LatencyHistogram()
-        groups = []
-        for (name, session), g in zip(self._names, self._groups, strict=False):
-            wait.add(g.wait)
-            hold.add(g.hold)
-            groups.append(
-                GroupSummary(
-                    name=name,
-                    session=session,
-                    operations=g.operations,
-                    ok=g.ok,
-                    errors=g.errors,
-                    leaked=g.leaked,
-                    checkout_wait_ms=g.wait.percentiles(),
-                    hold_ms=g.hold.percentiles(),
-                )
-            )
-        return wait.percentiles(), hold.percentiles(), groups
-
-    def group_histograms(self) -> list[tuple[LatencyHistogram, LatencyHistogram]]:
-        return [(g.wait, g.hold) for g in self._groups]
+        return stats, iwait

@@ -18,14 +18,19 @@ from importlib import resources
 from string import Template
 from typing import Any
 
+from ..scenario.model import settings_label
 from ..units import format_duration
+from . import html_sections as sections
+from .html_sections import Doc, Html, dash, good_or_bad, kv, run_label, section, summary_of, table
 from .text import ms, secs
-
-Doc = dict[str, Any]
 
 # Each chart kind: its title and caption here, its series in assets/report.js.
 CHARTS = {
-    "occupancy": ("Pool occupancy", "checked out, idle and overflow connections; callers waiting"),
+    "occupancy": (
+        "Pool occupancy",
+        "checked out, idle and overflow connections; callers waiting; stale: in the pool but "
+        "already closed by the server",
+    ),
     "wait": ("Checkout wait per interval", "how long the interval's requests waited to check out"),
     "requests": ("Requests per interval", "errors on the right axis; dots mark timeouts"),
     "server": ("Server connections by state", "the server's own count of this run's connections"),
@@ -42,16 +47,12 @@ GROUP_COLUMNS = ("group", "share %", "session", "query", "hold", "think", "opera
 GROUP_COLUMNS += ("errors", "leaked", "wait p99 ms", "hold p99 ms")
 
 
-class Html(str):
-    """Markup assembled here from escaped parts; any other string is escaped on output."""
-
-
 def render_html(document: Doc) -> str:
     """The report for ``document`` (one run, or ``{"runs": [...]}``) as one HTML page."""
     runs: list[Doc] = list(document["runs"]) if "runs" in document else [document]
     names = ", ".join(dict.fromkeys(str(_get(r, "scenario", "name") or "?") for r in runs))
     if "runs" in document:
-        passed = sum(1 for r in runs if _summary(r).get("passed"))
+        passed = sum(1 for r in runs if summary_of(r).get("passed"))
         title = f"{names}: {len(runs)} variants"
         note = Html(f'<span class="meta">{passed} of {len(runs)} variants passed</span>')
         body = [
@@ -59,14 +60,16 @@ def render_html(document: Doc) -> str:
                 runs[0] if runs else {}, f"{names} — {len(runs)} variants compared", note, False
             )
         ]
-        body += [_comparison(runs), _first_timeouts(runs), _charts(runs)]
+        body += [sections.comparison(runs), sections.leak_suspects(runs), _first_timeouts(runs)]
+        body += [sections.faults(runs), _charts(runs)]
         body += [_details(run, i) for i, run in enumerate(runs)]
     else:
         title = f"{names}: {_verdict(document)}"
         body = [_header(document, names, _badges(document), True), _cards(document)]
-        body += [_first_timeouts(runs), _charts(runs), *_run_sections(document)]
+        body += [sections.leak_suspects(runs), _first_timeouts(runs), sections.faults(runs)]
+        body += [_charts(runs), *_run_sections(document)]
     data = {"runs": [chart_data(run) for run in runs]}
-    return _page(title, "\n".join(body), data)
+    return _page(title, "\n".join(b for b in body if b), data)
 
 
 def chart_data(run: Doc) -> Doc:
@@ -82,12 +85,13 @@ def chart_data(run: Doc) -> Doc:
     counts = [s.get("server_connections") for s in samples]
     seen = {state for c in counts if c for state in c if state != "total"}
     states = [s for s in SERVER_STATE_ORDER if s in seen] + sorted(seen - set(SERVER_STATE_ORDER))
-    errors = _summary(run).get("errors") or {}
-    markers = [
+    errors = summary_of(run).get("errors") or {}
+    markers = sections.fault_markers(run) + [
         {"t": errors[kind]["first_at_s"], "label": f"first {_kind(kind)}", "color": colour}
         for kind, colour in MARKER_COLOURS.items()
         if (errors.get(kind) or {}).get("first_at_s") is not None
     ]
+    markers.sort(key=lambda m: m["t"])  # labels stack top to bottom in the order of events
     phases, start = [], 0.0
     for phase in _get(run, "load", "phases") or []:
         phases.append({"t": start, "name": str(phase.get("name") or "")})
@@ -114,7 +118,7 @@ def _header(run: Doc, heading: str, badges: str, single: bool) -> str:
     meta = [db.get("url"), db.get("server_version") and f"server {db['server_version']}"]
     if single:
         started = str(run.get("started_at") or "").replace("T", " ").replace("+00:00", " UTC")
-        measured = f"{secs(_summary(run).get('duration_s'))} measured"
+        measured = f"{secs(summary_of(run).get('duration_s'))} measured"
         meta += [f"run {run.get('run_id')}", f"started {started}", measured]
     spans = "".join(f"<span>{escape(str(m))}</span>" for m in meta if m)
     desc = _get(run, "scenario", "description")
@@ -138,44 +142,49 @@ def _badges(run: Doc) -> Html:
 
 
 def _cards(run: Doc) -> str:
-    s = _summary(run)
+    s = summary_of(run)
     wait, hold = s.get("checkout_wait_ms") or {}, s.get("hold_ms") or {}
     capacity = _capacity(run.get("pool") or {})
     first, leaked_then = s.get("first_timeout_at_s"), s.get("leaked_at_first_timeout")
     others = [f"{e['count']} {_kind(k)}" for k, e in _error_kinds(s) if k != "timeout"]
     at_exit = s.get("server_connections_at_exit")
-    server = f"most at once · {_dash(at_exit)} at exit"
+    server = f"most at once · {dash(at_exit)} at exit"
     out = f"{s.get('max_checked_out')}" + (f" / {capacity}" if capacity is not None else "")
     rate = f"{s.get('throughput_ops_s', 0):g}/s · {s.get('ok')} ok"
     busiest = f"overflow {s.get('max_overflow')} · waiting {s.get('max_waiting')}"
-    cards = [
-        ("Operations", s.get("operations"), rate),
-        ("Timeouts", s.get("timeouts"), "none" if first is None else f"first at {secs(first)}"),
-        ("Errors", _error_count(s), ", ".join([f"{s.get('timeouts')} timeouts", *others])),
-        ("Checkout wait p99", f"{ms(wait.get('p99'))} ms", _p50_max(wait)),
-        ("Hold p99", f"{ms(hold.get('p99'))} ms", _p50_max(hold)),
-        ("Max checked out", out, busiest),
-        ("Leaked sessions", s.get("leaked"), f"{_dash(leaked_then)} at the first timeout"),
-        ("Server connections", s.get("max_server_connections"), server),
+    timeouts = "none" if first is None else f"first at {secs(first)}"
+    leaky = "warn" if s.get("leaked") else ""
+    cards = [  # (label, value, the line below it, tone)
+        ("Operations", s.get("operations"), rate, ""),
+        ("Timeouts", s.get("timeouts"), timeouts, "bad" if first is not None else "good"),
+        ("Errors", _error_count(s), ", ".join([f"{s.get('timeouts')} timeouts", *others]), ""),
+        ("Checkout wait p99", f"{ms(wait.get('p99'))} ms", _p50_max(wait), ""),
+        ("Hold p99", f"{ms(hold.get('p99'))} ms", _p50_max(hold), ""),
+        ("Max checked out", out, busiest, ""),
+        ("Leaked sessions", s.get("leaked"), f"{dash(leaked_then)} at the first timeout", leaky),
+        ("Server connections", s.get("max_server_connections"), server, "bad" if at_exit else ""),
+        *sections.newer_cards(s),
     ]
-    tone = {"Timeouts": "bad" if first is not None else "good", "Errors": "bad" if others else ""}
-    tone["Leaked sessions"] = "warn" if s.get("leaked") else ""
-    tone["Server connections"] = "bad" if at_exit else ""
     html = "".join(
-        f'<div class="card {tone.get(label, "")}"><div class="label">{escape(label)}</div>'
-        f'<div class="value">{escape(_dash(value))}</div>'
+        f'<div class="card {tone}"><div class="label">{escape(label)}</div>'
+        f'<div class="value">{escape(dash(value))}</div>'
         f'<div class="sub">{escape(sub)}</div></div>'
-        for label, value, sub in cards
+        for label, value, sub, tone in cards
     )
     return f'<div class="cards" id="summary">{html}</div>'
 
 
 def _first_timeouts(runs: list[Doc]) -> str:
+    if len(runs) > 1 and all(summary_of(r).get("first_timeout_message") is None for r in runs):
+        none = "No TimeoutError in any variant: every checkout got a connection."
+        return section(
+            "First TimeoutError", Html(f'<p class="ok-text">{none}</p>'), "first-timeout"
+        )
     parts = []
     for i, run in enumerate(runs):
-        s = _summary(run)
+        s = summary_of(run)
         if len(runs) > 1:
-            parts.append(f"<h3>{escape(_label(run, i))}</h3>")
+            parts.append(f"<h3>{escape(run_label(run, i))}</h3>")
         if s.get("first_timeout_message") is None:
             parts.append('<p class="ok-text">No TimeoutError: every checkout got a connection.</p>')
             continue
@@ -183,22 +192,30 @@ def _first_timeouts(runs: list[Doc]) -> str:
         held = f", with {leaked} leaked sessions holding connections" if leaked else ""
         when = f"At {secs(s.get('first_timeout_at_s'))} into the run{held}."
         message = escape(s["first_timeout_message"])
-        parts.append(f'<p>{escape(when)}</p><pre class="error">{message}</pre>')
-    return _section("First TimeoutError", Html("".join(parts)), "first-timeout")
+        html = f'<p>{escape(when)}</p><pre class="error">{message}</pre>'
+        holders = sections.holders(s)
+        parts.append(
+            f'<div class="grid2"><div>{html}</div><div>{holders}</div></div>' if holders else html
+        )
+    return section("First TimeoutError", Html("".join(parts)), "first-timeout")
 
 
 def _charts(runs: list[Doc]) -> str:
     if not any(run.get("timeline") for run in runs):
-        return _section("Over time", Html('<p class="muted">No samples were taken.</p>'), "charts")
+        return section("Over time", Html('<p class="muted">No samples were taken.</p>'), "charts")
     if len(runs) == 1:
         figures = "".join(_figure(runs[0], 0, kind, *text) for kind, text in CHARTS.items())
-        return _section("Over time", Html(f'<div class="charts">{figures}</div>'), "charts")
+        return section("Over time", Html(f'<div class="charts">{figures}</div>'), "charts")
+    # Up to three variants share a row; more wrap, two or three to a row, so none is cut off.
+    wrap = "" if len(runs) <= 3 else " cols-2" if len(runs) == 4 else " cols-3"
     rows = []
     for kind, (title, caption) in CHARTS.items():
-        figures = "".join(_figure(run, i, kind, _label(run, i), "") for i, run in enumerate(runs))
+        figures = "".join(
+            _figure(run, i, kind, run_label(run, i), "") for i, run in enumerate(runs)
+        )
         rows.append(f'<h3>{escape(title)}</h3><p class="muted">{escape(caption)}</p>')
-        rows.append(f'<div class="chart-row">{figures}</div>')
-    return _section("Over time, side by side", Html("".join(rows)), "charts")
+        rows.append(f'<div class="chart-row{wrap}">{figures}</div>')
+    return section("Over time, side by side", Html("".join(rows)), "charts")
 
 
 def _figure(run: Doc, index: int, kind: str, title: str, caption: str) -> str:
@@ -214,83 +231,54 @@ def _figure(run: Doc, index: int, kind: str, title: str, caption: str) -> str:
     return f'<figure>{head}<div class="chart" data-run="{index}" data-kind="{kind}"></div></figure>'
 
 
-COMPARED = {  # column -> figure of a run's summary, for the table of variants
-    "ops/s": lambda s: f"{s.get('throughput_ops_s', 0):g}",
-    "timeouts": lambda s: s.get("timeouts"),
-    "first timeout": lambda s: secs(s.get("first_timeout_at_s")),
-    "errors": lambda s: _error_count(s),
-    "wait p50": lambda s: ms((s.get("checkout_wait_ms") or {}).get("p50")),
-    "wait p99": lambda s: ms((s.get("checkout_wait_ms") or {}).get("p99")),
-    "max out": lambda s: s.get("max_checked_out"),
-    "max waiting": lambda s: s.get("max_waiting"),
-    "leaked": lambda s: s.get("leaked"),
-    "server max": lambda s: s.get("max_server_connections"),
-    "at exit": lambda s: s.get("server_connections_at_exit"),
-}
-
-
-def _comparison(runs: list[Doc]) -> str:
-    rows = []
-    for i, run in enumerate(runs):
-        engine = escape(str(_get(run, "pool", "create_engine") or ""))
-        name = f"<strong>{escape(_label(run, i))}</strong>"
-        variant = Html(f'{name}<code class="variant-settings">{engine}</code>')
-        result = _good_or_bad(_summary(run).get("passed"), "passed", "failed")
-        rows.append([variant, result, *(f(_summary(run)) for f in COMPARED.values())])
-    note = (
-        '<p class="muted">Checkout wait in ms. "max out": most connections checked out at once; '
-        '"server max" and "at exit": this run\'s connections as the server counted them.</p>'
-    )
-    table = _table(["variant", "result", *COMPARED], rows, numeric_from=2, css="compact")
-    return _section("Variants", Html(table + note), "comparison")
-
-
 def _details(run: Doc, index: int) -> str:
-    label = f"{_label(run, index)} — {_verdict(run)}, run {run.get('run_id')}"
+    label = f"{run_label(run, index)} — {_verdict(run)}, run {run.get('run_id')}"
     inner = "".join(_run_sections(run, f"-{index + 1}"))
     return f"<details><summary>{escape(label)}</summary><div>{inner}</div></details>"
 
 
 def _run_sections(run: Doc, suffix: str = "") -> list[str]:
     return [
-        _section("Thresholds and expectations", _checks(run), "checks" + suffix),
-        _section("Errors and pool events", _errors(run), "errors" + suffix),
-        _section("Effective settings", _settings(run), "settings" + suffix),
-        _section("Workload groups", _groups(run), "groups" + suffix),
+        section("Thresholds and expectations", _checks(run), "checks" + suffix),
+        section("Errors and pool events", _errors(run), "errors" + suffix),
+        section("Effective settings", _settings(run), "settings" + suffix),
+        section("Workload groups", _groups(run), "groups" + suffix),
     ]
 
 
 def _checks(run: Doc) -> Html:
     rows = []
     for c in _checks_of(run):
-        result = _good_or_bad(c.get("ok"), "held", "breached")
+        result = good_or_bad(c.get("ok"), "held", "breached")
         rows.append([c.get("metric"), c.get("condition"), c.get("value"), result, c.get("source")])
     if not rows:
         return Html('<p class="muted">No thresholds or expectations were set.</p>')
-    return Html(_table(["metric", "condition", "value", "result", "from"], rows))
+    return Html(table(["metric", "condition", "value", "result", "from"], rows))
 
 
 def _errors(run: Doc) -> Html:
-    s = _summary(run)
+    s = summary_of(run)
     rows = [
         [_kind(kind), ex.get("code"), ex.get("count"), secs(ex.get("first_at_s")), _message(ex)]
         for kind, e in (s.get("errors") or {}).items()
         for ex in e.get("examples") or []
     ]
     head = ["kind", "code", "count", "first at", "message"]
-    html = _table(head, rows) if rows else '<p class="ok-text">No errors.</p>'
+    html = table(head, rows) if rows else '<p class="ok-text">No errors.</p>'
     warnings = [
         [w.get("code"), w.get("count"), secs(w.get("first_at_s")), _message(w)]
         for w in s.get("sqlalchemy_warnings") or []
     ]
     if warnings:
-        html += "<h3>SQLAlchemy warnings</h3>" + _table(head[1:], warnings)
+        html += "<h3>SQLAlchemy warnings</h3>" + table(head[1:], warnings)
     counts = list((s.get("pool_events") or {}).items())
     counts += [(k, s.get(k)) for k in ("injected_errors", "dropped_arrivals", "late_arrivals")]
     counts += [("terminated_at_exit", s.get("terminated_at_exit"))]
+    # keys older results lack stay out rather than show as not measured
+    counts += [(k, s[k]) for k in ("max_stale", "keepalive_pings", "keepalive_errors") if k in s]
     half = (len(counts) + 1) // 2
     html += '<h3>Pool events and other counts</h3><div class="grid2">'
-    html += f"{_kv(counts[:half])}{_kv(counts[half:])}</div>"
+    html += f"{kv(counts[:half])}{kv(counts[half:])}</div>"
     if run.get("notes"):
         items = "".join(f"<li>{escape(str(n))}</li>" for n in run["notes"])
         html += f'<h3>Notes</h3><ul class="notes">{items}</ul>'
@@ -310,49 +298,46 @@ def _settings(run: Doc) -> Html:
     ]
     if load.get("rate") is not None:
         load_rows.insert(1, ("rate", f"{load['rate']:g}/s"))
-    load_rows += [("interval", secs(run.get("interval_s"))), ("variant", run.get("variant"))]
+    variant = settings_label(run["variant"]) if run.get("variant") else None
+    load_rows += [("interval", secs(run.get("interval_s"))), ("variant", variant)]
     phases = [
         [p.get("name"), format_duration(p.get("duration") or 0.0), _phase_load(p)]
         for p in load.get("phases") or []
     ]
     return Html(
-        f'<div class="grid2"><div><h3>Pool</h3>{_kv(pool_rows)}</div>'
-        f"<div><h3>Database</h3>{_kv([(k, db.get(k)) for k in DATABASE_KEYS])}"
-        f"<h3>Load</h3>{_kv(load_rows)}</div></div>"
-        + (f"<h3>Phases</h3>{_table(['phase', 'duration', 'load'], phases)}" if phases else "")
+        f'<div class="grid2"><div><h3>Pool</h3>{kv(pool_rows)}</div>'
+        f"<div><h3>Database</h3>{kv([(k, db.get(k)) for k in DATABASE_KEYS])}"
+        f"<h3>Load</h3>{kv(load_rows)}</div></div>"
+        + (f"<h3>Phases</h3>{table(['phase', 'duration', 'load'], phases)}" if phases else "")
     )
 
 
 def _groups(run: Doc) -> Html:
     configured = {g.get("name"): g for g in _get(run, "load", "workload") or []}
     rows = []
-    for g in _summary(run).get("groups") or []:
+    for g in summary_of(run).get("groups") or []:
         c = configured.get(g.get("name")) or {}
         wait, hold = g.get("checkout_wait_ms") or {}, g.get("hold_ms") or {}
         query = Html(f"<code>{escape(str(c.get('query', '')))}</code>")
         setup = [g.get("name"), c.get("share"), g.get("session"), query, _dist(c.get("hold"))]
         results = [g.get("operations"), g.get("errors"), g.get("leaked"), ms(wait.get("p99"))]
         rows.append([*setup, _dist(c.get("think")), *results, ms(hold.get("p99"))])
-    return Html(_table(GROUP_COLUMNS, rows, numeric_from=6))
+    return Html(table(GROUP_COLUMNS, rows, numeric_from=6))
 
 
 # ---- helpers ---------------------------------------------------------------------------
 
 
-def _get(run: Doc, section: str, key: str) -> Any:
-    return (run.get(section) or {}).get(key)
-
-
-def _summary(run: Doc) -> Doc:
-    return run.get("summary") or {}
+def _get(run: Doc, part: str, key: str) -> Any:
+    return (run.get(part) or {}).get(key)
 
 
 def _verdict(run: Doc) -> str:
-    return "passed" if _summary(run).get("passed") else "failed"
+    return "passed" if summary_of(run).get("passed") else "failed"
 
 
 def _checks_of(run: Doc) -> list[Doc]:
-    summary = _summary(run)
+    summary = summary_of(run)
     return list(summary.get("thresholds") or []) + list(summary.get("expectations") or [])
 
 
@@ -377,14 +362,6 @@ def _capacity(pool: Doc) -> int | None:
     return size + overflow if overflow >= 0 else None
 
 
-def _label(run: Doc, index: int) -> str:
-    """A variant named by its settings (``pool_pre_ping=true``), else by its scenario."""
-    variant = run.get("variant")
-    if variant:
-        return ", ".join(f"{k}={json.dumps(v)}" for k, v in variant.items())
-    return str(_get(run, "scenario", "name") or f"run {index + 1}")
-
-
 def _p50_max(p: Doc) -> str:
     return f"p50 {ms(p.get('p50'))} · max {ms(p.get('max'))} ms"
 
@@ -406,50 +383,6 @@ def _phase_load(phase: Doc) -> str:
 
 def _message(example: Doc) -> Html:
     return Html(f'<div class="msg">{escape(str(example.get("message")))}</div>')
-
-
-def _good_or_bad(good: Any, yes: str, no: str) -> Html:
-    return Html(f'<span class="ok-text">{yes}</span>' if good else f'<span class="bad">{no}</span>')
-
-
-def _dash(value: Any) -> str:
-    return "–" if value is None else str(value)
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, Html):
-        return value
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, dict):
-        value = ", ".join(f"{k}={json.dumps(v)}" for k, v in value.items())
-    elif isinstance(value, float):
-        value = f"{value:g}"
-    return escape(_dash(value))
-
-
-def _table(head: Any, rows: list[list[Any]], numeric_from: int | None = None, css: str = "") -> str:
-    """A table whose columns from ``numeric_from`` on hold numbers (aligned right)."""
-
-    def cell(tag: str, i: int, content: str) -> str:
-        num = ' class="num"' if numeric_from is not None and i >= numeric_from else ""
-        return f"<{tag}{num}>{content}</{tag}>"
-
-    th = "".join(cell("th", i, escape(h)) for i, h in enumerate(head))
-    body = "".join(
-        "<tr>" + "".join(cell("td", i, _cell(v)) for i, v in enumerate(r)) + "</tr>" for r in rows
-    )
-    table = f'<table class="{css}"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
-    return f'<div class="scroll">{table}</div>'
-
-
-def _kv(rows: list[tuple[str, Any]]) -> str:
-    body = "".join(f"<tr><th>{escape(str(k))}</th><td>{_cell(v)}</td></tr>" for k, v in rows)
-    return f'<table class="kv"><tbody>{body}</tbody></table>'
-
-
-def _section(title: str, content: Html, anchor: str) -> str:
-    return f'<section id="{escape(anchor)}"><h2>{escape(title)}</h2>{content}</section>'
 
 
 # ---- the page --------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from ..errors import ScenarioError, UsageError
 from .model import (
     DatabaseSettings,
     Faults,
+    Fleet,
     KeepAlive,
     Kill,
     Load,
@@ -48,6 +49,7 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "restart": Restart,
     "variants": Variant,
     "keepalive": KeepAlive,
+    "fleet": Fleet,
 }
 _SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 

@@ -242,6 +242,12 @@ class KeepAlive(_Model):
     query: str = Field("SELECT 1", min_length=1)
 
 
+class Fleet(_Model):
+    """Several worker processes, each with its own engine and pool, sharing the load."""
+
+    processes: int = Field(1, ge=1, le=64)
+
+
 class Variant(_Model):
     """One combination to run and compare: overrides, and what it should show."""
 
@@ -290,6 +296,7 @@ class Scenario(_Model):
     seed: int | None = None
     faults: Faults = Faults()
     keepalive: KeepAlive | None = None
+    fleet: Fleet = Fleet()
     leak_detection: Duration | None = Field(None, gt=0)
     variants: list[Variant] = []
     thresholds: dict[str, str] = {}

@@ -22,7 +22,7 @@
     out: "#0969da", outFill: "rgba(9,105,218,0.10)", idle: "#2da44e", overflow: "#d4a72c",
     waiting: "#cf222e", size: "#8c959f", cap: "#1f2328", p99: "#e16f24", p50: "#0969da",
     timeout: "#cf222e", ops: "#8c959f", ok: "#2da44e", okFill: "rgba(45,164,78,0.10)",
-    errors: "rgba(207,34,46,0.35)", timeouts: "#a40e26", disconnects: "#8250df",
+    errors: "rgba(207,34,46,0.35)", timeouts: "#a40e26", disconnects: "#8250df", stale: "#8250df",
     phase: "#8c959f", grid: "#eaeef2", axis: "#59636e",
   };
   const STATES = {
@@ -58,6 +58,10 @@
         { label: "overflow", values: s.overflow, stroke: C.overflow },
         { label: "waiting", values: s.waiting, stroke: C.waiting, width: 2 },
       ];
+      // Connections the pool still counts (idle, mostly) that the server already closed.
+      if (s.stale) {
+        list.push({ label: "stale", values: s.stale, stroke: C.stale, width: 2, dash: [4, 2] });
+      }
       if (run.pool_size != null) {
         list.push({ label: "pool_size", values: constant(run.t, run.pool_size),
           stroke: C.size, dash: [6, 4], ref: true });
@@ -121,9 +125,10 @@
           fill, width: 1 });
       }
       list.push({ label: "total", values: run.server_total, stroke: C.cap, width: 1 });
-      if (run.series.stale && run.series.stale.some((v) => v)) {
-        list.push({ label: "stale (held by the pool, gone on the server)", values: run.series.stale,
-          stroke: C.disconnects, width: 2, dash: [4, 2] });
+      // Not in the server's count: the pool holds them, the server has closed them.
+      if (run.series.stale) {
+        list.push({ label: "stale (pool only)", values: run.series.stale, stroke: C.stale,
+          width: 2, dash: [4, 2] });
       }
       if (run.capacity != null) {
         list.push({ label: "pool_size + max_overflow",
@@ -194,8 +199,9 @@
     return [0, hi > 0 ? hi * 1.08 : 1];
   }
 
-  // Vertical lines where a phase starts and where the first failure of each kind came, named
-  // in a band above the plot (one row per name, so names never cover data or each other).
+  // Vertical lines where a phase starts, where a fault struck (solid) and where the first
+  // failure of each kind came (dashed), named in a band above the plot (one row per name, so
+  // names never cover data or each other).
   const labelRows = (run) => (run.phases.length ? 1 : 0) + run.markers.length;
   const ROWS = Math.max(0, ...DATA.runs.map(labelRows));
 
@@ -211,14 +217,16 @@
           ctx.font = `${11 * px}px system-ui, sans-serif`;
           ctx.textBaseline = "top";
           ctx.textAlign = "left";
+          let after = -Infinity;  // a short phase's name moves right rather than overlap
           run.phases.forEach((p, i) => {
             const x = u.valToPos(p.t, "x", true);
             if (i > 0) line(ctx, x, top, height, C.phase, [2 * px, 3 * px], px);
-            label(u, p.name, x, rowY(0), C.phase, px);
+            after = label(u, p.name, x, rowY(0), C.phase, px, after + 8 * px);
           });
           run.markers.forEach((m, i) => {
             const x = u.valToPos(m.t, "x", true);
-            line(ctx, x, top, height, m.color, [5 * px, 3 * px], 1.5 * px);
+            const dash = m.line === "solid" ? [] : [5 * px, 3 * px];
+            line(ctx, x, top, height, m.color, dash, 1.5 * px);
             label(u, m.label, x, rowY(i + (run.phases.length ? 1 : 0)), m.color, px);
           });
           ctx.restore();
@@ -227,15 +235,18 @@
     };
   }
 
-  function label(u, text, x, y, color, px) {
+  // Draws text right of the line (left of it when it would run off the plot, and never left
+  // of ``from``); returns where the text ends.
+  function label(u, text, x, y, color, px, from = -Infinity) {
     const ctx = u.ctx;
     const w = ctx.measureText(text).width;
-    // Right of the line, or left of it when it would run off the plot.
-    const left = x + 4 * px + w > u.bbox.left + u.bbox.width ? x - 4 * px - w : x + 4 * px;
+    let left = x + 4 * px + w > u.bbox.left + u.bbox.width ? x - 4 * px - w : x + 4 * px;
+    left = Math.max(left, from);
     ctx.fillStyle = "rgba(255,255,255,0.85)";
     ctx.fillRect(left - 2 * px, y - 1 * px, w + 4 * px, 14 * px);
     ctx.fillStyle = color;
     ctx.fillText(text, left, y);
+    return left + w;
   }
 
   function line(ctx, x, top, height, color, dash, width) {
