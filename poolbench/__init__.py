@@ -23,6 +23,21 @@ from .scenario.variants import PlannedRun, plan
 __version__ = "0.1.0"
 
 
+def database_for(
+    scenario: Scenario, url: str | None = None, environ: Mapping[str, str] | None = None
+):
+    """The scenario's database as a context manager: ``url``, POOLBENCH_URL, the scenario's
+    database.url, or an embedded PostgreSQL (configured as the scenario says) that is
+    stopped and removed on exit."""
+    return open_target(
+        url,
+        scenario.database.url,
+        environ,
+        needs=scenario.database.requires,
+        max_connections=scenario.database.embedded.max_connections,
+    )
+
+
 def run(
     scenario: Scenario | str | Path,
     *,
@@ -35,9 +50,7 @@ def run(
     database.url, or else a throwaway embedded PostgreSQL."""
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
-    with open_target(
-        url, scenario.database.url, environ, needs=scenario.database.requires
-    ) as target:
+    with database_for(scenario, url, environ) as target:
         return run_scenario(scenario, target, options, observer)
 
 
@@ -55,9 +68,7 @@ def run_all(
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
     planned = plan(scenario, vary)
-    with open_target(
-        url, scenario.database.url, environ, needs=scenario.database.requires
-    ) as target:
+    with database_for(scenario, url, environ) as target:
         return run_planned(planned, target, options, observer)
 
 
@@ -96,6 +107,7 @@ __all__ = [
     "RunResult",
     "Scenario",
     "__version__",
+    "database_for",
     "load_scenario",
     "run",
     "run_all",

@@ -55,6 +55,10 @@ METRICS: dict[str, str] = {
     "gc_returned": "connections returned to the pool by the garbage collector",
     "server_connections_at_exit": "connections of this run the server still showed at exit",
     "leak_suspects": "checkouts held longer than leak_detection (0 when it is off)",
+    "first_too_many_connections_at_s": "seconds into the run of the first refused connection",
+    "worst_case_connections": "processes x (pool_size + max_overflow): the most the fleet may open",
+    "connection_headroom": "connections the server had free at start, less the worst case "
+    "(negative: the fleet can exhaust the server)",
 }
 
 STRING_METRICS = frozenset({"first_timeout_message"})

@@ -20,8 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__, checks, run_planned
-from .db import open_target
+from . import __version__, checks, database_for, run_planned
 from .engine.runner import Observer, RunOptions
 from .errors import ExitStatus, PoolbenchError, UsageError
 from .output.compare import comparison_table, variant_label
@@ -140,6 +139,13 @@ def main() -> None:
     "--set workload[0].session=closed. Repeatable.",
 )
 @click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    metavar="N",
+    help="Run the load in N worker processes, each with its own engine and pool (as N "
+    "gunicorn workers would); the load is split between them. Overrides fleet.processes.",
+)
+@click.option(
     "--vary",
     "vary",
     multiple=True,
@@ -193,6 +199,7 @@ def run(
     url: str | None,
     duration: float | None,
     overrides: tuple[str, ...],
+    processes: int | None,
     vary: tuple[str, ...],
     json_path: str | None,
     html_path: str | None,
@@ -224,8 +231,9 @@ def run(
     observer = _observer(progress, human, verbose)
     with sigterm_as_interrupt():
         try:
-            with open_target(url, loaded.database.url, needs=loaded.database.requires) as target:
-                results = run_planned(planned, target, RunOptions(verbose=verbose), observer)
+            with database_for(loaded, url) as target:
+                options = RunOptions(verbose=verbose, processes=processes)
+                results = run_planned(planned, target, options, observer)
         finally:
             observer.finished()
     render_results(human, results, show_timeline=not no_timeline)

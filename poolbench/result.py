@@ -164,6 +164,9 @@ class Summary:
     groups: list[GroupSummary]
     server_connections_at_exit: int | None = None
     terminated_at_exit: int = 0
+    processes: int = 1
+    worst_case_connections: int | None = None  # processes x (pool_size + max_overflow)
+    connection_headroom: int | None = None  # available connections - worst case
     leak_sites: list[LeakSite] = field(default_factory=list)
     holders_at_first_timeout: list[Holder] | None = None
     thresholds: list[CheckResult] = field(default_factory=list)
@@ -221,6 +224,9 @@ class Summary:
             "gc_returned": ev.gc_returned,
             "server_connections_at_exit": self.server_connections_at_exit,
             "leak_suspects": sum(site.count for site in self.leak_sites or []),
+            "first_too_many_connections_at_s": self.errors["too_many_connections"].first_at_s,
+            "worst_case_connections": self.worst_case_connections,
+            "connection_headroom": self.connection_headroom,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -240,6 +246,10 @@ class DatabaseInfo:
     embedded: bool = False
     max_connections: int | None = None
     source: str = ""  # "--url", "POOLBENCH_URL", "scenario", "embedded"
+    reserved_connections: int | None = None  # slots only superusers may use
+    superuser: bool | None = None
+    connections_in_use: int | None = None  # by every client, when the run started
+    available_connections: int | None = None  # what this user could still open then
 
 
 @dataclass
@@ -271,6 +281,7 @@ class RunHeader:
     phases: list[dict[str, Any]]
     variant: dict[str, Any] | None = None
     variant_name: str | None = None
+    processes: int = 1
 
 
 @dataclass

@@ -3,8 +3,7 @@ require every one of its ``expect`` conditions to hold."""
 
 import pytest
 
-from poolbench import run_planned
-from poolbench.db import open_target
+from poolbench import database_for, run_planned
 from poolbench.db.target import Target, parse_url
 from poolbench.scenario import BUNDLED_DIR, load_scenario
 from poolbench.scenario.variants import plan
@@ -22,7 +21,8 @@ BUNDLED = {
     "stale-mysql": (None, ("mysql",)),
     "stale-postgres": (None, ("embedded",)),  # its default: no URL given
     "failover": (None, ("postgresql",)),
-    "your-code": ("6s", ("postgresql", "mysql")),  # kills on MariaDB: tests/test_faults.py
+    "your-code": ("6s", ("postgresql", "mysql")),
+    "fleet-max-connections": ("5s", ("embedded",)),  # its max_connections 20 is the embedded's  # kills on MariaDB: tests/test_faults.py
 }
 MARKS = {
     "postgresql": pytest.mark.postgres,
@@ -55,7 +55,7 @@ def test_bundled_scenario_does_what_it_says(name, duration, kind, request):
     assert scenario.description.strip(), f"{name} must say what it shows"
     assert scenario.expect, f"{name} must declare what it expects"
     if kind == "embedded":
-        with open_target(None, None, environ={}) as target:
+        with database_for(scenario, environ={}) as target:
             results = run_planned(plan(scenario), target)
     else:
         url = request.getfixturevalue("pg_url" if kind == "postgresql" else "mysql_url")

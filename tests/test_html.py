@@ -24,7 +24,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from poolbench.output.compare import comparison_rows
 from poolbench.output.html import chart_data, render_html
+from poolbench.output.jsonout import results_of
+from poolbench.scenario.model import settings_label
 
 DATA = Path(__file__).parent / "data"
 CHROMIUM = "/usr/bin/chromium"
@@ -36,12 +39,32 @@ def load(name: str) -> dict:
 
 
 def comparison() -> dict:
+    """Two results of an older poolbench, as variants without names (as --vary writes them)."""
     runs = []
     for name, pre_ping in (("rare-leak", False), ("bursts", True)):
         run = load(name)
-        run["variant"] = {"pool_pre_ping": pre_ping}
+        run["variant"] = {"pool.pool_pre_ping": pre_ping}
         runs.append(run)
     return {"schema_version": 1, "runs": runs}
+
+
+def section_of(html: str, anchor: str) -> str:
+    """The markup of the page's <section id=anchor>, or "" when the page has none."""
+    found = re.search(rf'<section id="{anchor}"[^>]*>(.*?)</section>', html, re.S)
+    return found.group(1) if found else ""
+
+
+def table_of(markup: str) -> list[dict[str, str]]:
+    """The first table in ``markup``: one {header: text of the cell} per row of its body."""
+
+    def text(cell: str) -> str:
+        return " ".join(re.sub(r"<[^>]+>", " ", cell).split())
+
+    head, body = markup.split("<tbody>", 1)
+    names = [text(h) for h in re.findall(r"<th[^>]*>(.*?)</th>", head)]
+    rows = re.findall(r"<tr>(.*?)</tr>", body.split("</tbody>", 1)[0], re.S)
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row, re.S) for row in rows]
+    return [dict(zip(names, map(text, row), strict=True)) for row in cells]
 
 
 class Page(HTMLParser):
@@ -121,7 +144,9 @@ def test_first_timeout_message_verbatim():
     assert '<pre class="error">QueuePool limit &lt;of&gt; size &amp; co</pre>' in render_html(doc)
 
 
-@pytest.mark.parametrize("doc", [load("rare-leak"), load("bursts"), comparison()])
+@pytest.mark.parametrize(
+    "doc", [load("rare-leak"), load("bursts"), comparison(), load("failover"), load("your-code")]
+)
 def test_nothing_on_the_page_refers_to_the_network(doc):
     html = render_html(doc)
     page = Page(html)
@@ -139,7 +164,7 @@ def test_nothing_on_the_page_refers_to_the_network(doc):
             code = re.sub(r"/\*.*?\*/", "", text, flags=re.S)  # uPlot's banner names its home
             assert "http://" not in code and "https://" not in code
     # The one address in SQLAlchemy's message is text on the page.
-    if "runs" in doc or doc["summary"]["timeouts"]:
+    if any(r["summary"]["timeouts"] for r in doc.get("runs", [doc])):
         assert "Background on this error at: https://sqlalche.me/e/21/3o7r" in html
 
 
@@ -198,7 +223,9 @@ def test_comparison_shows_variants_side_by_side():
     page = Page(html)
     assert "rare-leak, bursts — 2 variants compared" in html
     assert "2 of 2 variants passed" in html
-    for label in ("pool_pre_ping=false", "pool_pre_ping=true"):
+    # Without names, variants are labelled by their settings as the terminal writes them.
+    for label in ("pre_ping=False", "pre_ping=True"):
+        assert label == settings_label({"pool.pool_pre_ping": label.endswith("True")})
         assert f"<strong>{label}</strong>" in html
         assert f"<summary>{label} — passed, run " in html
     runs = [attrs["data-run"] for _, attrs in page.tags if "data-kind" in attrs]
@@ -241,9 +268,195 @@ def test_nullpool_has_no_pool_lines():
     assert 'Max checked out</div><div class="value">8</div>' in render_html(doc)
 
 
+# ---- what newer results add: faults, stale connections, leak suspects, named variants ----
+
+
+def test_fault_markers_on_every_chart():
+    doc = load("failover")
+    page = Page(render_html(doc))
+    for run, data in zip(doc["runs"], page.data()["runs"], strict=True):
+        (fault,) = run["faults"]
+        kill = {"t": 5.0, "label": f"kill: {fault['ended']} ended", "color": "#bc4c00"}
+        assert data["markers"][0] == kill | {"line": "solid"}
+    # In time order, so the labels above the plot read top to bottom as things happened.
+    fifo = chart_data(doc["runs"][0])["markers"]
+    assert [m["label"] for m in fifo] == ["kill: 8 ended", "first disconnect"]
+    assert fifo[1] == {"t": 5.042, "label": "first disconnect", "color": "#8250df"}
+
+    run = doc["runs"][0]
+    run["faults"] = [
+        {"t_s": 6.5, "kind": "restart", "detail": "stop and start", "ended": None, "error": None},
+        {"t_s": 2.0, "kind": "kill", "detail": HOSTILE, "ended": None, "error": HOSTILE},
+    ]
+    labels = [(m["t"], m["label"]) for m in chart_data(run)["markers"]]
+    assert labels == [(2.0, "kill failed"), (5.042, "first disconnect"), (6.5, "restart")]
+
+
+def test_faults_table():
+    doc = load("failover")
+    rows = table_of(section_of(render_html(doc), "faults"))
+    assert [(r["variant"], r["at"], r["fault"], r["connections ended"]) for r in rows] == [
+        ("FIFO", "5.00s", "kill", "8"),
+        ("FIFO + pre_ping", "5.00s", "kill", "6"),
+        ("LIFO", "5.00s", "kill", "3"),
+        ("LIFO + pre_ping", "5.00s", "kill", "3"),
+    ]
+    assert {r["what"] for r in rows} == {"connections idle in the pool"}
+
+    run = doc["runs"][2]
+    run["faults"][0] |= {"detail": HOSTILE, "error": f"refused: {HOSTILE}", "ended": None}
+    html = render_html(run)  # one run: no variant column
+    assert "alert(1)</script>" not in html
+    (row,) = table_of(section_of(html, "faults"))
+    assert "variant" not in row and row["what"] == escape(HOSTILE)
+    assert f'<span class="bad">refused: {escape(HOSTILE)}</span>' in html
+    assert section_of(render_html(load("rare-leak")), "faults") == ""
+
+
+def test_comparison_columns_agree_with_the_terminal():
+    doc = load("failover")
+    rows = table_of(section_of(render_html(doc), "comparison"))
+    expected = comparison_rows(results_of(doc))
+    assert [r["variant"].split(" pre_ping=")[0].split(" use_lifo=")[0] for r in rows] == [
+        "FIFO", "FIFO + pre_ping", "LIFO", "LIFO + pre_ping"
+    ]  # fmt: skip
+    for row, want in zip(rows, expected, strict=True):
+        assert row["timeouts"] == str(want["timeouts"])
+        assert row["disconnects"] == str(want["disconnects"])
+        assert row["pre-ping recoveries"] == str(want["pre_ping_recoveries"])
+        assert row["reconnects"] == str(want["reconnects"])
+        assert row["recycles"] == str(want["recycles"])
+        assert row["max stale"] == str(want["max_stale"])
+        assert row["Δp50 ms"] == f"{want['checkout_wait_p50_delta_ms']:+.2f}"
+        assert row["conn/1k"] == f"{want['connects_per_1000']:g}"
+        assert row["result"] == "passed"
+    assert rows[0]["Δp50 ms"] == "+0.00"  # the first variant is the baseline
+    # A named variant also shows the settings it changes.
+    assert rows[3]["variant"] == "LIFO + pre_ping use_lifo=True, pre_ping=True"
+    # Kinds of error nobody hit, and figures no run measured, leave no empty column.
+    assert "refused" not in rows[0] and "keep-alive pings" not in rows[0]
+    old = table_of(section_of(render_html(comparison()), "comparison"))[0]
+    assert "max stale" not in old and old["timeouts"] == "20" and old["reconnects"] == "0"
+
+
+def test_variant_names_are_text():
+    doc = load("failover")
+    doc["runs"][1]["variant_name"] = HOSTILE
+    doc["runs"][2]["variant_name"] = None  # then its settings name it
+    html = render_html(doc)
+    assert "alert(1)</script>" not in html
+    assert f"<strong>{escape(HOSTILE)}</strong>" in html
+    assert f"<summary>{escape(HOSTILE)} — passed, run " in html
+    assert "<strong>use_lifo=True</strong>" in html
+
+
+def test_leak_suspects_section():
+    doc = load("your-code")
+    html = render_html(doc)
+    suspects = section_of(html, "leak-suspects")
+    assert html.index('id="leak-suspects"') < html.index('id="first-timeout"')  # near the top
+    (row,) = table_of(suspects)
+    site = "scenarios/example_app.py:54 in legacy_report"
+    assert row == {
+        "checked out at": f"{site} stack at checkout (1 frame, innermost first) {site}",
+        "held too long": "5",
+        "longest hold": "9.99s",
+        "still out at the end": "5",
+    }
+    assert f'<code class="site">{site}</code>' in suspects
+    card = re.search(
+        r'Leak suspects</div><div class="value">(\d+)</div><div class="sub">(.*?)<', html
+    )
+    assert card and card.groups() == ("5", "from 1 call site · 5 still out at the end")
+
+    site = doc["summary"]["leak_sites"][0]
+    site["site"] = f"app.py:1 in {HOSTILE}"
+    site["stack"] = [f"app.py:1 in {HOSTILE}", "app.py:9 in handler", "server.py:3 in serve"]
+    html = render_html(doc)
+    assert "alert(1)</script>" not in html
+    frames = re.findall(r"<li><code>(.*?)</code></li>", section_of(html, "leak-suspects"))
+    assert frames == [escape(f) for f in site["stack"]]  # innermost first, as recorded
+    assert "stack at checkout (3 frames, innermost first)" in html
+
+    doc["summary"]["leak_sites"] = []
+    html = render_html(doc)
+    assert section_of(html, "leak-suspects") == ""
+    assert 'Leak suspects</div><div class="value">0</div>' in html
+
+
+def test_holders_beside_the_first_timeout():
+    doc = load("your-code")
+    first = section_of(render_html(doc), "first-timeout")
+    assert '<pre class="error">QueuePool limit of size 3 overflow 2 reached' in first
+    assert "Who held the connections then" in first
+    assert table_of(first.split("Who held the connections then")[1]) == [
+        {
+            "checked out at": "scenarios/example_app.py:54 in legacy_report",
+            "connections": "5",
+            "oldest held": "2.05s",
+        }
+    ]
+    doc["summary"]["holders_at_first_timeout"][0]["site"] = HOSTILE
+    html = render_html(doc)
+    assert "alert(1)</script>" not in html and escape(HOSTILE) in section_of(html, "first-timeout")
+    doc["summary"]["holders_at_first_timeout"] = None  # leak_detection was off
+    assert "Who held" not in render_html(doc)
+
+
+def test_stale_connections_keepalive_and_reconnects():
+    doc = load("failover")
+    lifo = doc["runs"][2]
+    data = chart_data(lifo)
+    assert data["series"]["stale"] == [s["stale"] for s in lifo["timeline"]]
+    assert max(data["series"]["stale"]) == lifo["summary"]["max_stale"] == 8
+    assert data["series"]["disconnects"] == [s["disconnects"] for s in lifo["timeline"]]
+
+    lifo["summary"] |= {"keepalive_pings": 26, "keepalive_errors": 2}
+    html = render_html(lifo)
+
+    def card(label: str) -> tuple[str, str]:
+        found = re.search(
+            rf'{label}</div><div class="value">(.*?)</div><div class="sub">(.*?)<', html
+        )
+        assert found, label
+        return found.groups()
+
+    assert card("Stale connections") == ("8", "most at once · keep-alive 26 pings, 2 failed")
+    first = lifo["summary"]["errors"]["disconnect"]["first_at_s"]
+    assert card("Disconnects") == ("2", f"the first at {first:.2f}s")
+    assert card("Reconnects") == ("3", "0 pre-ping recoveries · 0 recycles")
+    counts = section_of(html, "errors")
+    for key, value in (("reconnects", 3), ("max_stale", 8), ("keepalive_pings", 26)):
+        assert f"<tr><th>{key}</th><td>{value}</td></tr>" in counts
+
+
+def test_a_result_of_an_older_poolbench_still_renders():
+    """Results written before faults, stale counts and leak detection existed."""
+    for doc in (load("rare-leak"), load("bursts")):
+        html = render_html(doc)
+        assert "Stale connections</div>" not in html and "Leak suspects</div>" not in html
+        assert "keepalive_pings" not in html
+        assert section_of(html, "faults") == "" and section_of(html, "leak-suspects") == ""
+        assert "stale" not in chart_data(doc)["series"]
+        assert Page(html).charts() == 4
+    # and a newer one with every newer key taken out
+    doc = load("failover")["runs"][0]
+    for key in ("faults", "variant_name", "variant"):
+        del doc[key]
+    for key in ("leak_sites", "holders_at_first_timeout", "max_stale", "keepalive_pings"):
+        doc["summary"].pop(key, None)
+    del doc["summary"]["pool_events"]["reconnects"]
+    for sample in doc["timeline"]:
+        del sample["stale"], sample["disconnects"]
+    data = Page(render_html(doc)).data()["runs"][0]
+    assert [m["label"] for m in data["markers"]] == ["first disconnect"]
+    assert "stale" not in data["series"]
+
+
 def test_size_fits_a_ci_attachment():
-    for doc in (load("rare-leak"), load("bursts"), comparison()):
-        assert len(render_html(doc).encode()) < 150_000
+    for name in ("rare-leak", "bursts", "failover", "your-code"):  # failover: four variants
+        assert len(render_html(load(name)).encode()) < 150_000
+    assert len(render_html(comparison()).encode()) < 150_000
     # An hour sampled every second still stays under 300 KB.
     doc = load("bursts")
     sample = doc["timeline"][0]
@@ -365,11 +578,11 @@ def artifacts(tmp_path: Path) -> Path:
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("name", ["rare-leak", "comparison"])
+@pytest.mark.parametrize("name", ["rare-leak", "comparison", "failover", "your-code"])
 def test_report_renders_offline_in_chromium(name, tmp_path, trap, chromium):
     doc = comparison() if name == "comparison" else load(name)
-    first = doc["runs"][0] if "runs" in doc else doc
-    first["scenario"]["description"] = HOSTILE
+    runs = doc.get("runs", [doc])
+    runs[0]["scenario"]["description"] = HOSTILE
     html = render_html(doc)
     expected = Page(html).charts()
     page = tmp_path / f"{name}.html"
@@ -381,11 +594,14 @@ def test_report_renders_offline_in_chromium(name, tmp_path, trap, chromium):
     marks = dict(re.findall(r'data-([\w-]+)="([^"]*)"', body.group(1)))
     assert "charts-error" not in marks, marks["charts-error"]
     assert "csp-violations" not in marks
-    assert marks["charts"] == str(expected) and expected in (4, 8)
+    assert marks["charts"] == str(expected) and expected == 4 * len(runs)
     canvases = re.findall(r'<canvas width="(\d+)" height="(\d+)"', visit.stdout)
     assert len(canvases) == expected and all(int(w) > 200 and int(h) > 100 for w, h in canvases)
     assert len(re.findall(r"<script\b", visit.stdout)) == 3  # the hostile text stayed text
     assert escape(HOSTILE) in visit.stdout
+    # Stale connections: a line on the occupancy chart and on the server's, when measured.
+    stale = "stale" in runs[0]["timeline"][0]
+    assert visit.stdout.count('class="u-label">stale</div>') == (len(runs) if stale else 0)
 
     shot = artifacts(tmp_path) / f"report-{name}.png"
     snap = chromium(page, f"--screenshot={shot}", "--window-size=1280,2400", "--hide-scrollbars")

@@ -15,11 +15,12 @@ def open_target(
     scenario_url: str | None,
     environ: Mapping[str, str] | None = None,
     needs: str | None = None,
+    max_connections: int | None = None,
 ) -> Iterator[Target]:
     """The run's database: a URL by precedence, or an embedded PostgreSQL stopped on exit.
 
     ``needs`` ("mysql") refuses to start an embedded PostgreSQL for a scenario that
-    cannot use it; the caller reports that as UnsupportedDatabase.
+    cannot use it. ``max_connections`` configures the embedded server only.
     """
     chosen = choose_url(cli_url, scenario_url, environ)
     if chosen is not None:
@@ -37,6 +38,8 @@ def open_target(
     server = EmbeddedPostgres()
     server.start()
     try:
+        if max_connections is not None:
+            server.set_max_connections(max_connections)
         yield Target(server.url, "embedded", embedded=server)
     finally:
         server.stop()

@@ -86,6 +86,19 @@ class EmbeddedPostgres:
         # that stop() later stops the new process rather than the old, gone one.
         self._server.ensure_postgres_running()
 
+    def set_max_connections(self, limit: int) -> None:
+        """Change max_connections (it needs a restart to take effect)."""
+        import sqlalchemy as sa
+        from sqlalchemy.pool import NullPool
+
+        engine = sa.create_engine(self.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                conn.exec_driver_sql(f"ALTER SYSTEM SET max_connections = {int(limit)}")
+        finally:
+            engine.dispose()
+        self.restart()
+
     def stop(self) -> None:
         server, self._server = self._server, None
         if server is not None:

@@ -60,6 +60,9 @@ class ServerProbe:
         self._lock = threading.Lock()
         self.server_version = ""
         self.max_connections: int | None = None
+        self.reserved_connections: int | None = None  # slots only superusers may use
+        self.superuser: bool | None = None
+        self.connections_in_use: int | None = None  # every client's, ours included, at open()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -122,6 +125,15 @@ class ServerProbe:
         """This run's connections by state (with a ``total``) and ids; None if unsupported."""
         return None
 
+    def available_connections(self) -> int | None:
+        """Connections this user could still open at start: max_connections, less the
+        slots reserved for superusers (unless we are one), less those already in use."""
+        if self.max_connections is None or self.connections_in_use is None:
+            return None
+        reserved = 0 if self.superuser else (self.reserved_connections or 0)
+        # our own probe connection goes away before the pool is built: count it as free
+        return self.max_connections - reserved - self.connections_in_use + 1
+
     def connections_by_state(self, server_ids: Iterable[int] = ()) -> dict[str, int] | None:
         view = self.view(server_ids)
         return None if view is None else view.counts
@@ -149,6 +161,21 @@ class PostgresProbe(ServerProbe):
     def _read_facts(self, conn: Connection) -> None:
         self.server_version = conn.exec_driver_sql("SHOW server_version").scalar() or ""
         self.max_connections = int(conn.exec_driver_sql("SHOW max_connections").scalar())
+        reserved = int(conn.exec_driver_sql("SHOW superuser_reserved_connections").scalar())
+        more = conn.exec_driver_sql(  # PostgreSQL 16+: reserved for pg_use_reserved_connections
+            "SELECT current_setting('reserved_connections', true)"
+        ).scalar()
+        self.reserved_connections = reserved + (int(more) if more else 0)
+        self.superuser = bool(
+            conn.exec_driver_sql(
+                "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+            ).scalar()
+        )
+        self.connections_in_use = int(
+            conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+            ).scalar()
+        )
 
     def view(self, server_ids: Iterable[int] = ()) -> ServerView | None:
         def query(conn: Connection) -> ServerView:
@@ -193,6 +220,14 @@ class MySQLProbe(ServerProbe):
     def _read_facts(self, conn: Connection) -> None:
         self.server_version = conn.exec_driver_sql("SELECT VERSION()").scalar() or ""
         self.max_connections = int(conn.exec_driver_sql("SELECT @@max_connections").scalar())
+        # MySQL keeps one connection beyond max_connections for an account with SUPER or
+        # CONNECTION_ADMIN; it is not for applications, so it is not counted here.
+        self.reserved_connections = 0
+        self.connections_in_use = int(
+            conn.exec_driver_sql(
+                "SELECT count(*) FROM information_schema.PROCESSLIST WHERE COMMAND <> 'Daemon'"
+            ).scalar()
+        )
 
     def _processes(self, conn: Connection, ids: list[int]) -> list[tuple[int, str, bool]]:
         id_list = ",".join(str(int(i)) for i in ids)

@@ -214,7 +214,13 @@ class _Run:
             embedded=target.source == "embedded",
             max_connections=probe.max_connections,
             source=target.source,
+            reserved_connections=probe.reserved_connections,
+            superuser=probe.superuser,
+            connections_in_use=probe.connections_in_use,
+            available_connections=probe.available_connections(),
         )
+        capacity = scenario.pool.capacity
+        self.worst_case = None if capacity is None else capacity * self.processes
         self._first_timeout: tuple[float | None, str | None] = (None, None)
         self._lock = threading.Lock()
         self._remaining: int | None = None
@@ -449,6 +455,11 @@ class _Run:
             terminated_at_exit=self._terminated,
             leak_sites=totals.leak_sites,
             holders_at_first_timeout=totals.holders_at_first_timeout,
+            processes=self.processes,
+            worst_case_connections=self.worst_case,
+            connection_headroom=None
+            if self.worst_case is None or self.database.available_connections is None
+            else self.database.available_connections - self.worst_case,
         )
 
     def _header(self) -> RunHeader:
@@ -463,8 +474,9 @@ class _Run:
             description=s.description.strip(),
             database=self.database,
             pool_line=s.pool.describe(),
-            pool_size=s.pool.pool_size if s.pool.poolclass == "QueuePool" else 0,
-            capacity=s.pool.capacity,
+            pool_size=(s.pool.pool_size if s.pool.poolclass == "QueuePool" else 0) * self.processes,
+            capacity=self.worst_case,
+            processes=self.processes,
             pool_timeout_s=s.pool.pool_timeout,
             load_line=_load_line(s, self.processes),
             duration_s=s.total_duration,

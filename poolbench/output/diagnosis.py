@@ -19,6 +19,8 @@ def diagnose(result: RunResult) -> list[str]:
         and pool.get("max_overflow", 0) >= 0
     ):
         capacity = pool["pool_size"] + pool["max_overflow"]
+    if s.worst_case_connections is not None:  # a fleet multiplies it
+        capacity = s.worst_case_connections
 
     sites = s.leak_sites or []
     if sites:
@@ -64,12 +66,32 @@ def diagnose(result: RunResult) -> list[str]:
             f"{s.errors['disconnect'].count} requests used a connection the server had closed; "
             f"{fix}."
         )
-    if s.errors["too_many_connections"].count:
+    refused = s.errors["too_many_connections"]
+    if refused.count:
         limit = result.database.max_connections
+        first = refused.first_at_s
+        order = ""
+        if first is not None and s.first_timeout_at_s is not None:
+            order = (
+                f" The server refused first ({first:.2f}s), before the pool's first "
+                f"TimeoutError ({s.first_timeout_at_s:.2f}s)."
+                if first <= s.first_timeout_at_s
+                else f" The pool's first TimeoutError ({s.first_timeout_at_s:.2f}s) came "
+                f"before the server refused anything ({first:.2f}s)."
+            )
+        elif first is not None:
+            order = f" The first refusal came at {first:.2f}s; no pool TimeoutError happened."
         hints.append(
-            f"The server refused {s.errors['too_many_connections'].count} connections "
-            f"(max_connections {limit if limit is not None else 'unknown'}). Every process "
-            "multiplies pool_size + max_overflow; keep the sum under the server's limit."
+            f"The server refused {refused.count} connections "
+            f"(max_connections {limit if limit is not None else 'unknown'}).{order} Every "
+            "process multiplies pool_size + max_overflow; keep the sum under what the "
+            "server has free."
+        )
+    elif s.connection_headroom is not None and s.connection_headroom < 0:
+        hints.append(
+            f"This configuration may open {s.worst_case_connections} connections but the "
+            f"server had only {s.worst_case_connections + s.connection_headroom} free: under "
+            "enough load it will refuse connections (too many clients / 1040)."
         )
     if s.dropped_arrivals:
         hints.append(

@@ -43,7 +43,7 @@ TIMELINE_SERIES += ("operations", "ok", "errors", "timeouts")
 OPTIONAL_SERIES = ("checkout_wait_p50_ms", "disconnects", "stale")  # not in every result
 DATABASE_KEYS = ("url", "dialect", "driver", "server_version", "max_connections", "embedded")
 DATABASE_KEYS += ("source",)
-GROUP_COLUMNS = ("group", "share %", "session", "query", "hold", "think", "operations")
+GROUP_COLUMNS = ("group", "share %", "session", "query or task", "hold", "think", "operations")
 GROUP_COLUMNS += ("errors", "leaked", "wait p99 ms", "hold p99 ms")
 
 
@@ -318,7 +318,9 @@ def _groups(run: Doc) -> Html:
     for g in summary_of(run).get("groups") or []:
         c = configured.get(g.get("name")) or {}
         wait, hold = g.get("checkout_wait_ms") or {}, g.get("hold_ms") or {}
-        query = Html(f"<code>{escape(str(c.get('query', '')))}</code>")
+        # a group running your own code (task) never runs its query
+        run_what = f"{c['task']} (api: {c.get('api')})" if c.get("task") else c.get("query", "")
+        query = Html(f"<code>{escape(str(run_what))}</code>")
         setup = [g.get("name"), c.get("share"), g.get("session"), query, _dist(c.get("hold"))]
         results = [g.get("operations"), g.get("errors"), g.get("leaked"), ms(wait.get("p99"))]
         rows.append([*setup, _dist(c.get("think")), *results, ms(hold.get("p99"))])

@@ -84,7 +84,7 @@ def newer_cards(summary: Doc) -> list[tuple[str, Any, str, str]]:
         sub = "no request lost its connection" if not lost else f"the first at {secs(first)}"
         cards.append(("Disconnects", lost, sub, "bad" if lost else ""))
         pings, failed = s.get("keepalive_pings"), s.get("keepalive_errors")
-        sub = "in the pool, already closed by the server"
+        sub = "closed by the server, still in the pool"
         if pings:
             sub = f"most at once · keep-alive {pings} pings, {failed} failed"
         cards.append(
@@ -203,8 +203,9 @@ COMPARED = (
     Column("max stale", lambda r, s: r["max_stale"], True,
            "most connections the pool held that the server had already closed"),
     Column("wait p50 ms", lambda r, s: ms(r["checkout_wait_p50_ms"]), True,
-           "checkout wait"),
-    Column("wait p99 ms", lambda r, s: ms(r["checkout_wait_p99_ms"])),
+           "median time to get a connection from the pool"),
+    Column("wait p99 ms", lambda r, s: ms(r["checkout_wait_p99_ms"]), True,
+           "its 99th percentile"),
     Column("Δp50 ms", lambda r, s: _signed(r["checkout_wait_p50_delta_ms"]), True,
            "the median checkout wait against the first variant's (pre-ping's round trip)"),
     Column("conn/1k", lambda r, s: r["connects_per_1000"], True,

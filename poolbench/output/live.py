@@ -31,15 +31,45 @@ def fault_line(event: FaultEvent) -> str:
     return f"fault at {event.t_s:.1f} s: restarted the {event.detail}"
 
 
+def limits_line(header: RunHeader) -> str:
+    """The most connections this run may open, against what the server had free."""
+    db = header.database
+    if header.capacity is None and header.processes == 1:
+        return ""
+    if header.capacity is None:
+        worst = "an unlimited number of connections"
+    elif header.processes > 1:
+        per = header.capacity // header.processes
+        worst = f"{header.processes} × {per} = {header.capacity} connections"
+    else:
+        worst = f"{header.capacity} connections"
+    text = f"this run may open up to {worst}"
+    available = db.available_connections
+    if available is not None:
+        notes = []
+        if db.reserved_connections and not db.superuser:
+            notes.append(f"{db.reserved_connections} reserved for superusers")
+        if db.connections_in_use is not None:
+            notes.append(f"{db.connections_in_use} in use at start")
+        detail = f" (max_connections {db.max_connections}: {', '.join(notes)})" if notes else ""
+        colour = "bold red" if header.capacity is None or header.capacity > available else "green"
+        text += f"; the server had [{colour}]{available} free[/]{escape(detail)}"
+    return text
+
+
 def header_lines(header: RunHeader) -> list[str]:
     db = header.database
     lines = [
         f"[bold]poolbench[/] · [bold cyan]{escape(header.scenario)}[/] · run {header.run_id}",
         f"database  {escape(db.url)} · {escape(db.dialect)} {escape(db.server_version)}"
         + (f" · max_connections {db.max_connections}" if db.max_connections else ""),
-        f"pool      {escape(header.pool_line)}",
+        f"pool      {escape(header.pool_line)}"
+        + (f" [dim]in each of {header.processes} processes[/]" if header.processes > 1 else ""),
         f"load      {escape(header.load_line)}",
     ]
+    limits = limits_line(header)
+    if limits:
+        lines.append(f"limits    {limits}")
     if header.variant is not None:
         shown = ", ".join(f"{k}={v}" for k, v in header.variant.items()) or "as written"
         name = header.variant_name or shown

@@ -177,15 +177,14 @@ def summary_table(result: RunResult) -> Table:
             for e in stats.examples
         ]
         table.add_row(f"[red]{kind}[/]", f"{stats.count}: " + "\n".join(lines))
-    capacity = (
-        result.pool.get("pool_size", 0) + result.pool.get("max_overflow", 0)
-        if result.pool.get("poolclass") == "QueuePool"
-        else None
-    )
+    capacity = s.worst_case_connections
+    if capacity is None and result.pool.get("poolclass") == "QueuePool":  # older results
+        size, overflow = result.pool.get("pool_size", 0), result.pool.get("max_overflow", 0)
+        capacity = size + overflow if size and overflow >= 0 else None
     table.add_row(
         "pool",
         f"max checked out {s.max_checked_out}"
-        + (f" / {capacity}" if capacity and result.pool.get("max_overflow", 0) >= 0 else "")
+        + (f" / {capacity}" if capacity else "")
         + f" · max overflow {s.max_overflow} · max waiting {s.max_waiting}"
         + (f" · [yellow]max stale {s.max_stale}[/]" if s.max_stale else ""),
     )
@@ -208,6 +207,12 @@ def summary_table(result: RunResult) -> Table:
         )
         table.add_row("[yellow]leaks[/]", f"{s.leaked} sessions never closed{at}")
     server = f"max {s.max_server_connections}" if s.max_server_connections is not None else "-"
+    if s.connection_headroom is not None and s.worst_case_connections is not None:
+        colour = "red" if s.connection_headroom < 0 else "green"
+        server += (
+            f" · worst case {s.worst_case_connections}, "
+            f"[{colour}]headroom {s.connection_headroom}[/]"
+        )
     if result.database.max_connections:
         server += f" of max_connections {result.database.max_connections}"
     if s.server_connections_at_exit is not None:
@@ -242,6 +247,45 @@ def summary_table(result: RunResult) -> Table:
         table.add_row("keep-alive", f"{s.keepalive_pings} pings, {s.keepalive_errors} failed")
     for w in s.sqlalchemy_warnings:
         table.add_row("[dim]sqlalchemy said[/]", f"[dim]{escape(w.message)} ×{w.count}[/]")
+    return table
+
+
+def processes_table(result: RunResult) -> Table | None:
+    """A fleet's processes one by one: each had its own pool."""
+    if len(result.processes) < 2:
+        return None
+    table = Table(
+        title="processes (each with its own pool)",
+        title_justify="left",
+        box=None,
+        header_style="bold",
+    )
+    for name in (
+        "#",
+        "pid",
+        "requests",
+        "ok",
+        "timeouts",
+        "refused",
+        "max out",
+        "max wait",
+        "connects",
+        "wait p99 ms",
+    ):
+        table.add_column(name, justify="right")
+    for p in result.processes:
+        table.add_row(
+            str(p.get("index")),
+            str(p.get("pid")),
+            str(p.get("operations")),
+            str(p.get("ok")),
+            str(p.get("timeouts")),
+            str(p.get("too_many_connections")),
+            str(p.get("max_checked_out")),
+            str(p.get("max_waiting")),
+            str(p.get("connects")),
+            ms(p.get("checkout_wait_p99_ms")),
+        )
     return table
 
 
@@ -314,10 +358,10 @@ def render_result(console: Console, result: RunResult, show_timeline: bool = Tru
         console.print(timeline_table(result))
         console.print()
     console.print(summary_table(result))
-    groups = groups_table(result)
-    if groups is not None:
-        console.print()
-        console.print(groups)
+    for extra in (groups_table(result), processes_table(result)):
+        if extra is not None:
+            console.print()
+            console.print(extra)
     for note in result.notes:
         console.print(f"[yellow]note:[/] {escape(note)}")
     hints = diagnose(result)

@@ -22,6 +22,7 @@ from .. import checks
 from ..errors import ScenarioError, UsageError
 from .model import (
     DatabaseSettings,
+    EmbeddedSettings,
     Faults,
     Fleet,
     KeepAlive,
@@ -50,6 +51,7 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "variants": Variant,
     "keepalive": KeepAlive,
     "fleet": Fleet,
+    "embedded": EmbeddedSettings,
 }
 _SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 

@@ -274,11 +274,18 @@ def settings_label(settings: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+class EmbeddedSettings(_Model):
+    """Server settings for the embedded PostgreSQL (ignored for any other server)."""
+
+    max_connections: int | None = Field(None, ge=10, le=10_000)
+
+
 class DatabaseSettings(_Model):
     """Where to connect; --url and POOLBENCH_URL take precedence over ``url``."""
 
     url: str | None = None
     requires: Literal["postgresql", "mysql"] | None = None
+    embedded: EmbeddedSettings = EmbeddedSettings()
 
 
 class Scenario(_Model):
