@@ -20,9 +20,9 @@ BUNDLED = {
     "bursts": ("6s", ("postgresql",)),
     "stale-mysql": (None, ("mysql",)),
     "stale-postgres": (None, ("embedded",)),  # its default: no URL given
-    "failover": (None, ("postgresql",)),
+    "failover": (None, ("postgresql",)),  # kills on MariaDB: tests/test_faults.py
     "your-code": ("6s", ("postgresql", "mysql")),
-    "fleet-max-connections": ("5s", ("embedded",)),  # its max_connections 20 is the embedded's  # kills on MariaDB: tests/test_faults.py
+    "fleet-max-connections": ("5s", ("embedded",)),  # max_connections 20: the embedded's
 }
 MARKS = {
     "postgresql": pytest.mark.postgres,
