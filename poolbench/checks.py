@@ -32,6 +32,7 @@ METRICS: dict[str, str] = {
     "checkout_wait_p90_ms": "90th percentile of the checkout wait",
     "checkout_wait_p99_ms": "99th percentile of the checkout wait",
     "checkout_wait_max_ms": "longest checkout wait",
+    "wait_probability": "share of checkouts that waited more than 1 ms (Erlang C's P(wait))",
     "hold_p50_ms": "median time a request held its connection",
     "hold_p99_ms": "99th percentile of the hold time",
     "hold_max_ms": "longest hold time",

@@ -30,11 +30,13 @@ from .output.html import render_html
 from .output.jsonout import result_document, results_of, write_json
 from .output.junit import write_junit
 from .output.live import LiveView, PlainProgress
+from .output.sizing import render_sizing
 from .output.summary import render_result
 from .output.termchart import timeline_chart
 from .result import RunResult
 from .scenario import BUNDLED_DIR, load_scenario
 from .scenario.variants import plan
+from .sizing.planner import Planner, parse_slos
 from .units import format_duration, parse_duration
 
 
@@ -348,6 +350,103 @@ def validate(scenario: str, overrides: tuple[str, ...], duration: float | None) 
     for section in ("thresholds", "expect"):
         for metric, condition in getattr(s, section).items():
             console.print(f"  {section[:6]:<9} {metric} {escape(str(condition))}")
+
+
+@main.command()
+@click.argument("scenario", metavar="SCENARIO")
+@click.option(
+    "--slo",
+    "slos",
+    multiple=True,
+    metavar="FIGURE=MAX",
+    help="A service-level objective each size must meet: checkout_wait_p99_ms=50, "
+    "checkout_wait_p90_ms, checkout_wait_p50_ms, wait_probability=0.2, timeouts=0, "
+    "error_rate. Repeatable.",
+)
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    metavar="N",
+    help="Size for N worker processes sharing the rate, each with its own pool.",
+)
+@click.option("--url", metavar="URL", help="Database URL, as for run.")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override scenario keys, as for run.",
+)
+@click.option(
+    "--calibration",
+    "calibration_s",
+    type=DURATION,
+    default=10.0,
+    show_default="10s",
+    help="How long the calibration run measures the load.",
+)
+@click.option(
+    "--trial",
+    "trial_s",
+    type=DURATION,
+    default=10.0,
+    show_default="10s",
+    help="How long each trial at a candidate size runs.",
+)
+@click.option("--json", "json_path", metavar="PATH", help="Write everything as JSON ('-': stdout).")
+@click.option(
+    "--html", "html_path", metavar="PATH", help="Write the trials as an HTML report, side by side."
+)
+@reports_errors
+def size(
+    scenario: str,
+    slos: tuple[str, ...],
+    processes: int | None,
+    url: str | None,
+    overrides: tuple[str, ...],
+    calibration_s: float,
+    trial_s: float,
+    json_path: str | None,
+    html_path: str | None,
+) -> None:
+    """Find the smallest pool that meets an SLO at SCENARIO's rate, by model and measurement.
+
+    SCENARIO must use an open-loop rate (load: {rate: 200/s}); an optional
+    load.peak_rate sizes max_overflow. poolbench measures the rate and the mean time a
+    request holds its connection, predicts each pool size with Erlang C (M/M/c), runs
+    short trials around the prediction, and recommends pool_size, max_overflow and
+    pool_timeout, with a create_engine() line to paste. With --processes it sizes each
+    worker's pool and checks the fleet against the server's max_connections.
+
+    \b
+    Examples:
+      poolbench size scenarios/sizing.yaml --slo checkout_wait_p99_ms=50 --slo timeouts=0
+      poolbench size scenarios/sizing.yaml --slo checkout_wait_p99_ms=20 --processes 4 \\
+          --url postgresql://app@db/app --json sizing.json
+    """
+    slo = parse_slos(slos)
+    loaded = load_scenario(scenario, overrides)
+    human = make_console(stderr=json_path == "-")
+    processes = processes or loaded.fleet.processes
+    with sigterm_as_interrupt(), database_for(loaded, url) as target:
+        planner = Planner(
+            loaded,
+            target,
+            slo,
+            processes,
+            calibration_s,
+            trial_s,
+            observer_for=lambda label: Observer(),
+            report=lambda text: human.print(f"[dim]{escape(text)}[/]"),
+        )
+        result = planner.plan()
+    render_sizing(human, result)
+    document = result.to_dict()
+    if json_path:
+        write_json(document, json_path)
+    if html_path:
+        write_text(html_path, render_html(document))
+        human.print(f"[dim]written: {escape(html_path)}[/]")
 
 
 @main.command()

@@ -147,6 +147,7 @@ class Summary:
     errors: dict[str, ErrorKindStats]
     checkout_wait_ms: Percentiles
     hold_ms: Percentiles
+    wait_probability: float | None  # share of checkouts that waited more than 1 ms
     max_checked_out: int
     max_overflow: int
     max_waiting: int
@@ -201,6 +202,7 @@ class Summary:
             "checkout_wait_p90_ms": wait.p90,
             "checkout_wait_p99_ms": wait.p99,
             "checkout_wait_max_ms": wait.max,
+            "wait_probability": self.wait_probability,
             "hold_p50_ms": hold.p50,
             "hold_p99_ms": hold.p99,
             "hold_max_ms": hold.max,

@@ -19,6 +19,7 @@ def summary(**overrides) -> Summary:
         errors={k: ErrorKindStats() for k in ERROR_KINDS},
         checkout_wait_ms=Percentiles(count=100, p50=1.0, p90=2.0, p99=40.0, max=3000.0),
         hold_ms=Percentiles(),
+        wait_probability=0.1,
         max_checked_out=15,
         max_overflow=10,
         max_waiting=5,

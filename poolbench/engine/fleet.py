@@ -72,6 +72,7 @@ def _child_main(conn: Any, events: Any, spec: ChildSpec) -> None:
     calls: dict[str, Callable[..., Any]] = {
         "begin": side.begin,
         "phase": side.set_phase,
+        "prefill": side.prefill,
         "read": side.read,
         "idle_ids": side.idle_ids,
         "stop": side.stop_load,
@@ -191,6 +192,9 @@ class FleetPools:
 
     def set_phase(self, phase: Phase) -> None:
         self._call("phase", phase)
+
+    def prefill(self, connections: int) -> None:
+        self._call("prefill", connections, timeout=READY_TIMEOUT_S)
 
     def read(self) -> tuple[PoolReading, float | None]:
         readings: list[PoolReading] = self._call("read")

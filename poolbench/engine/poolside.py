@@ -193,6 +193,17 @@ class PoolSide:
     def set_phase(self, phase: Phase) -> None:
         self.driver.set_phase(share_of(phase, self.share))
 
+    def prefill(self, connections: int) -> None:
+        """Open ``connections`` connections at once and give them back, so the pool starts
+        as a warmed-up service's does (and the dialect's first-connect setup is done)."""
+        opened = []
+        try:
+            for _ in range(connections):
+                opened.append(self.engine.connect())
+        finally:
+            for conn in opened:
+                conn.close()
+
     def read(self) -> PoolReading:
         """The pool now, and what finished since the last reading."""
         if self.leak_detector is not None:

@@ -45,6 +45,8 @@ from .poolside import (
 )
 from .sampler import ServerWatch, Timeline
 
+WAITED_US = 1000  # a checkout slower than this had to wait for a connection
+
 
 class Observer:
     """Receives a run's progress; the live view and the plain progress lines implement it.
@@ -91,6 +93,7 @@ class Pools(Protocol):
 
     def begin(self, t0: float) -> None: ...
     def set_phase(self, phase: Phase) -> None: ...
+    def prefill(self, connections: int) -> None: ...
     def read(self) -> tuple[PoolReading, float | None]: ...
     def open_ids(self) -> set[int]: ...
     def server_ids(self) -> list[int]: ...
@@ -114,6 +117,9 @@ class LocalPools:
 
     def set_phase(self, phase: Phase) -> None:
         self.side.set_phase(phase)
+
+    def prefill(self, connections: int) -> None:
+        self.side.prefill(connections)
 
     def read(self) -> tuple[PoolReading, float | None]:
         return merge_readings([self.side.read()])
@@ -268,6 +274,8 @@ class _Run:
             started_wall = datetime.now(timezone.utc).isoformat(timespec="seconds")
             self.observer.started(self._header())
             interrupted = False
+            if scenario.prefill and scenario.pool.poolclass == "QueuePool":
+                pools.prefill(scenario.pool.pool_size)
             server.start()
             t0 = perf_counter()
             pools.begin(t0)
@@ -436,6 +444,7 @@ class _Run:
             errors=totals.errors,
             checkout_wait_ms=wait.percentiles(),
             hold_ms=hold.percentiles(),
+            wait_probability=_round(wait.fraction_above(WAITED_US), 4),
             max_checked_out=maxima.checked_out,
             max_overflow=maxima.overflow,
             max_waiting=maxima.waiting,
@@ -487,8 +496,8 @@ class _Run:
         )
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def _load_line(s: Scenario, processes: int = 1) -> str:

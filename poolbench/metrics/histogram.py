@@ -52,6 +52,18 @@ class LatencyHistogram:
             max=h.get_max_value() / 1000.0,
         )
 
+    def fraction_above(self, micros: int) -> float | None:
+        """The share of recorded values above ``micros`` (None when empty)."""
+        total = self.count
+        if not total:
+            return None
+        at_or_below = 0
+        for item in self._h.get_recorded_iterator():
+            if item.value_iterated_to > micros:
+                break
+            at_or_below += item.count_at_value_iterated_to
+        return (total - at_or_below) / total
+
     def encode(self) -> str:
         """A compact text form (HdrHistogram's base64 encoding), for other processes."""
         return self._h.encode().decode("ascii") if self.count else ""

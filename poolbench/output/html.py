@@ -5,6 +5,9 @@ A pure function of the document ``--json`` writes (docs/results.md): one run, or
 library (uPlot, vendored in ``assets/``), the styles and the data are all inlined, and a
 Content-Security-Policy lets the page run only its own scripts and fetch nothing, so the
 file can be attached to a CI run and opened anywhere.
+
+The page is assembled here; ``html_sections`` holds the markup helpers and the sections for
+leak suspects, faults, stale connections and the table of variants.
 """
 
 from __future__ import annotations

@@ -166,6 +166,7 @@ class Load(_Model):
     workers: int | None = Field(None, ge=0)
     rate: Rate | None = Field(None, ge=0)
     max_concurrency: int | None = Field(None, ge=1)
+    peak_rate: Rate | None = Field(None, gt=0)  # for poolbench size: what max_overflow covers
 
     @model_validator(mode="after")
     def _one_model(self) -> Load:
@@ -173,6 +174,8 @@ class Load(_Model):
             raise ValueError("give either workers (closed loop) or rate (open loop), not both")
         if self.max_concurrency is not None and self.rate is None:
             raise ValueError("max_concurrency applies only to an open loop (rate)")
+        if self.peak_rate is not None and (self.rate is None or self.peak_rate < self.rate):
+            raise ValueError("peak_rate needs an open loop (rate) and must be >= rate")
         return self
 
     @property
@@ -304,6 +307,7 @@ class Scenario(_Model):
     faults: Faults = Faults()
     keepalive: KeepAlive | None = None
     fleet: Fleet = Fleet()
+    prefill: bool = False  # open pool_size connections before measuring (a warmed-up service)
     leak_detection: Duration | None = Field(None, gt=0)
     variants: list[Variant] = []
     thresholds: dict[str, str] = {}
