@@ -221,6 +221,7 @@ class Planner:
         max_overflow: int,
         duration: float,
         rate: float | None = None,
+        prefill: bool = True,
     ) -> RunResult:
         s = self.scenario
         load = s.load if rate is None else s.load.model_copy(update={"rate": rate})
