@@ -22,7 +22,8 @@ BUNDLED = {
     "stale-postgres": (None, ("embedded",)),  # its default: no URL given
     "failover": (None, ("postgresql",)),  # kills on MariaDB: tests/test_faults.py
     "your-code": ("6s", ("postgresql", "mysql")),
-    "fleet-max-connections": ("5s", ("embedded",)),  # max_connections 20: the embedded's
+    "fleet-max-connections": ("5s", ("embedded",)),
+    "sizing": ("4s", ("postgresql",)),  # max_connections 20: the embedded's
 }
 MARKS = {
     "postgresql": pytest.mark.postgres,
