@@ -1,5 +1,11 @@
 """make bench: what poolbench itself costs, measured as ratios within one run.
 
+0. Instructions (callgrind, repeatable to the instruction): a bare request
+   (``with engine.connect(): execute(SELECT 1)``) against poolbench's request path with
+   its recording and folding, and the fixed cost of one sample. Wall time on a shared
+   2-core machine swings +-15 % between identical rounds; instruction counts do not, so
+   they give the harness ratio and the sampler's cost. Skipped without valgrind.
+
 1. Throughput: poolbench's closed loop of `SELECT 1` (api: connection) against a bare loop
    of threads doing `with engine.connect() as c: c.execute(SELECT 1)` on the same engine
    settings, alternated over several rounds. Target: ratio >= 0.95. The ORM Session's own
@@ -8,9 +14,14 @@
    Target: < 2 %.
 3. Memory: peak RSS of a short run and of a 10x longer one, each in a fresh process.
    Target: flat (histograms, not lists of samples).
+4. Fleet: the same closed loop split over 1, 2 and 4 worker processes (each with its own
+   pool): how far processes lift the GIL's ceiling on this machine.
 
-Ratios come from rounds interleaved in one run, because this machine is noisy; absolute
-numbers are printed for context only. Usage: python bench/run.py [--url URL] [--quick]
+Ratios come from short rounds interleaved in one run, because these machines are noisy:
+other tenants only ever slow a round down, so the fastest round of each side (best of N)
+is the steadiest estimate of what it can do; the median of the per-pair ratios is shown
+beside it. Absolute numbers are for context only.
+Usage: python bench/run.py [--url URL] [--quick] [--json PATH]
 """
 
 from __future__ import annotations
@@ -18,6 +29,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -61,7 +74,7 @@ def bare_loop(url: str, seconds: float) -> float:
 
 
 def poolbench_loop(
-    url: str, seconds: float, api: str = "connection", interval: str = "1s"
+    url: str, seconds: float, api: str = "connection", interval: str = "1s", processes: int = 1
 ) -> float:
     from poolbench.db.target import Target, parse_url
     from poolbench.engine.runner import run_scenario
@@ -75,8 +88,11 @@ load: {{workers: {WORKERS}}}
 duration: {seconds}s
 interval: {interval}
 """
+    from poolbench.engine.runner import RunOptions
+
     scenario = parse_scenario(text, "bench")
-    result = run_scenario(scenario, Target(parse_url(url, "bench"), "--url"))
+    options = RunOptions(processes=processes)
+    result = run_scenario(scenario, Target(parse_url(url, "bench"), "--url"), options)
     return result.summary.operations / result.summary.duration_s
 
 
@@ -103,8 +119,9 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, r.summary.opera
     return float(rss), int(ops)
 
 
-def rounds(label: str, pairs: int, a, b) -> tuple[float, list[float], list[float]]:
-    """Alternate a and b ``pairs`` times; the median of the per-pair ratios b/a."""
+def rounds(label: str, pairs: int, a, b) -> dict[str, float]:
+    """Alternate a and b ``pairs`` times: the best-of-N ratio max(b)/max(a) and the median of
+    the per-pair ratios b/a."""
     xs, ys, ratios = [], [], []
     for i in range(pairs):
         if i % 2 == 0:
@@ -117,7 +134,40 @@ def rounds(label: str, pairs: int, a, b) -> tuple[float, list[float], list[float
         ys.append(y)
         ratios.append(y / x)
         print(f"  {label} round {i + 1}: {x:8.0f} vs {y:8.0f} req/s  ratio {y / x:.3f}", flush=True)
-    return statistics.median(ratios), xs, ys
+    return {
+        "best_ratio": round(max(ys) / max(xs), 3),
+        "median_ratio": round(statistics.median(ratios), 3),
+        "best_a": round(max(xs)),
+        "best_b": round(max(ys)),
+    }
+
+
+def instructions(mode: str, count: int, url: str) -> int:
+    """Instructions callgrind counts for ``bench/count.py mode count``."""
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    out = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            os.path.join(os.path.dirname(__file__), "count.py"),
+            mode,
+            str(count),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    return int(re.search(r"Collected : (\d+)", out.stderr).group(1))
+
+
+def per_unit(mode: str, low: int, high: int, url: str) -> float:
+    """Instructions per request (or per sample): the difference of two counts, so that
+    start-up and set-up cancel out."""
+    return (instructions(mode, high, url) - instructions(mode, low, url)) / (high - low)
 
 
 def main() -> None:
@@ -125,30 +175,44 @@ def main() -> None:
     parser.add_argument("--url", default=DEFAULT_URL)
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
     parser.add_argument("--json", help="write the figures here too")
+    parser.add_argument("--no-callgrind", action="store_true", help="skip the instruction counts")
     args = parser.parse_args()
-    seconds = 3.0 if args.quick else 6.0
-    pairs = 3 if args.quick else 5
+    seconds = 2.0 if args.quick else 3.0
+    pairs = 4 if args.quick else 10
     url = args.url
     shown = sa.make_url(url).render_as_string(hide_password=True)
     print(
-        f"poolbench bench against {shown}, {WORKERS} workers, {seconds:g}s rounds, "
-        f"{os.cpu_count()} cores"
+        f"poolbench bench against {shown}, {WORKERS} workers, {pairs} pairs of "
+        f"{seconds:g}s rounds, {os.cpu_count()} cores"
     )
 
+    counted: dict[str, float] = {}
+    if shutil.which("valgrind") and not args.no_callgrind:
+        print("0. instructions per request and per sample (callgrind; ~3 minutes)", flush=True)
+        counted["bare"] = per_unit("bare", 300, 2300, url)
+        counted["poolbench"] = per_unit("poolbench", 300, 2300, url)
+        counted["tick"] = per_unit("tick", 20, 220, url)
+        print(
+            f"  bare request {counted['bare']:,.0f} · poolbench request "
+            f"{counted['poolbench']:,.0f} · one sample {counted['tick']:,.0f} instructions"
+        )
+    else:
+        print("0. instruction counts skipped (no valgrind, or --no-callgrind)")
+
     print("1. throughput: bare engine.connect() loop vs poolbench (api: connection)")
-    harness, bare, pb = rounds(
+    harness = rounds(
         "harness", pairs, lambda: bare_loop(url, seconds), lambda: poolbench_loop(url, seconds)
     )
     print("   poolbench api: connection vs api: session (the ORM Session's own cost)")
-    orm, _, _ = rounds(
+    orm = rounds(
         "session",
-        max(2, pairs - 2),
+        max(4, pairs // 2),
         lambda: poolbench_loop(url, seconds),
         lambda: poolbench_loop(url, seconds, api="session"),
     )
 
     print("2. sampler cost: interval 10s vs 100ms")
-    sampled, _, _ = rounds(
+    sampled = rounds(
         "sampler",
         pairs,
         lambda: poolbench_loop(url, seconds, interval="10s"),
@@ -164,23 +228,42 @@ def main() -> None:
         f"{long_s:g}s: {rss_long:.1f} MB after {ops_long} requests"
     )
 
+    print("4. fleet: the same load over 1, 2 and 4 processes (api: session)")
+    fleet = {}
+    for n in (1, 2, 4):
+        fleet[n] = poolbench_loop(url, seconds, api="session", processes=n)
+        print(f"  {n} process{'es' if n > 1 else ''}: {fleet[n]:8.0f} req/s", flush=True)
+
     figures = {
-        "harness_ratio": round(harness, 3),
-        "bare_req_s_median": round(statistics.median(bare)),
-        "poolbench_req_s_median": round(statistics.median(pb)),
-        "orm_session_ratio": round(orm, 3),
-        "sampler_cost_100ms": round(1 - sampled, 4),
+        "instructions": counted,
+        "harness": harness,
+        "orm_session": orm,
+        "sampler_100ms": sampled,
         "rss_short_mb": round(rss_short, 1),
         "rss_long_mb": round(rss_long, 1),
         "rss_growth": round(rss_long / rss_short - 1, 4),
         "requests_short": ops_short,
         "requests_long": ops_long,
+        "fleet_req_s": {str(n): round(v) for n, v in fleet.items()},
     }
     print()
-    print(f"harness throughput ratio   {harness:.3f}   (target >= 0.95)")
-    print(f"ORM Session / connection   {orm:.3f}   (the Session's own cost, not poolbench's)")
-    print(f"sampler cost at 100 ms     {1 - sampled:+.2%}  (target < 2%)")
+    print(
+        f"harness throughput ratio   best of {pairs}: {harness['best_ratio']:.3f}, median "
+        f"{harness['median_ratio']:.3f}   (target >= 0.95)"
+    )
+    print(
+        f"ORM Session / connection   best: {orm['best_ratio']:.3f}, median "
+        f"{orm['median_ratio']:.3f}   (the Session's own cost, not poolbench's)"
+    )
+    print(
+        f"sampler cost at 100 ms     best: {1 - sampled['best_ratio']:+.2%}, median "
+        f"{1 - sampled['median_ratio']:+.2%}  (target < 2%)"
+    )
     print(f"memory growth, 10x longer  {rss_long / rss_short - 1:+.1%}  (target: flat)")
+    print(
+        "fleet throughput           "
+        + ", ".join(f"{n} proc {v:.0f}/s ({v / fleet[1]:.2f}x)" for n, v in fleet.items())
+    )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(figures, fh, indent=2)

@@ -37,7 +37,8 @@ def test_each_process_has_its_own_pool_and_the_result_merges_them(db_url):
 
 def test_a_leak_in_one_process_of_a_fleet_is_reported(pg_url):
     text = FLEET.replace("session: closed, hold: 5ms, think: 5ms", "session: leaky") + (
-        "leak_detection: 500ms\n")
+        "leak_detection: 500ms\n"
+    )
     s = run_yaml(text, pg_url).summary
     assert s.timeouts >= 1 and s.leaked == 9
     assert s.first_timeout_message.startswith("QueuePool limit of size 2 overflow 1 reached")
@@ -49,9 +50,26 @@ def test_a_leak_in_one_process_of_a_fleet_is_reported(pg_url):
 def test_ctrl_c_stops_every_process(pg_url, tmp_path):
     out = tmp_path / "fleet.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "poolbench", "run", "closed-sessions", "--url", pg_url,
-         "--processes", "3", "--duration", "60s", "--json", str(out), "--progress", "plain"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "poolbench",
+            "run",
+            "closed-sessions",
+            "--url",
+            pg_url,
+            "--processes",
+            "3",
+            "--duration",
+            "60s",
+            "--json",
+            str(out),
+            "--progress",
+            "plain",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     for line in proc.stdout:
         if line.startswith("progress: 2.0 s"):
@@ -63,6 +81,7 @@ def test_ctrl_c_stops_every_process(pg_url, tmp_path):
     assert doc["interrupted"] and len(doc["processes"]) == 3
     assert server_connection_count(pg_url, f"poolbench-{doc['run_id']}%") == 0
     pids = [p["pid"] for p in doc["processes"]]
-    alive = subprocess.run(["ps", "-o", "pid=", "-p", ",".join(map(str, pids))],
-                           capture_output=True, text=True).stdout.split()
+    alive = subprocess.run(
+        ["ps", "-o", "pid=", "-p", ",".join(map(str, pids))], capture_output=True, text=True
+    ).stdout.split()
     assert alive == []

@@ -20,7 +20,7 @@ def test_histogram_survives_out_of_range_values_and_round_trips():
     h.record(0)
     h.record(10**12)
     assert h.count == 2
-    copy = LatencyHistogram.decode(h.encode())
+    copy = LatencyHistogram.from_counts(h.to_counts())
     assert copy.percentiles() == h.percentiles()
     assert LatencyHistogram().percentiles().p99 is None
 
@@ -91,3 +91,42 @@ def test_recorder_is_safe_from_many_threads():
         drained += len(rec.drain())
     drained += len(rec.drain())
     assert drained == 40_000
+
+
+def test_percentiles_of_counts_are_exact():
+    from poolbench.metrics.histogram import percentile_of_counts
+
+    counts = {100: 98, 5000: 1, 9000: 1}  # 100 values: p99 is the 99th smallest
+    assert percentile_of_counts(counts, 99) == 5.0
+    assert percentile_of_counts(counts, 50) == 0.1
+    assert percentile_of_counts(counts, 100) == 9.0
+    assert percentile_of_counts({}, 99) is None
+
+
+def test_recording_counts_equals_recording_one_by_one():
+    from collections import Counter
+
+    values = [v % 997 * 13 + 1 for v in range(5000)]
+    one, many = LatencyHistogram(), LatencyHistogram()
+    for v in values:
+        one.record(v)
+    many.record_counts(Counter(values))
+    assert one.percentiles() == many.percentiles()
+
+
+def test_memory_is_bounded_and_precision_kept_on_long_runs():
+    import random
+
+    rng = random.Random(1)
+    h = LatencyHistogram()
+    exact = []
+    for _ in range(20):
+        batch = [int(rng.expovariate(1 / 50_000)) + 1 for _ in range(5_000)]
+        h.record_many(batch)
+        exact += batch
+    assert len(h.to_counts()) <= 20_000 + 5_000
+    exact.sort()
+    p = h.percentiles()
+    assert p.count == len(exact)
+    true_p99 = exact[-(-len(exact) * 99 // 100) - 1] / 1000
+    assert abs(p.p99 - true_p99) / true_p99 < 0.002  # 3 significant digits

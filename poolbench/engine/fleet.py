@@ -229,7 +229,7 @@ class FleetPools:
         for index, (part, pid, m) in enumerate(zip(parts, self.pids, self._maxima, strict=True)):
             wait = LatencyHistogram()
             for g in part.groups:
-                wait.add(LatencyHistogram.decode(g.wait))
+                wait.record_counts(g.wait)
             per_process.append(
                 {
                     "index": index,

@@ -117,7 +117,8 @@ class ClosedLoop(_Driver):
 
     def _loop(self, worker: Worker) -> None:
         stop = self.stop
-        while not stop.is_set():
+        executor = self.executor
+        while not executor.halted:
             if worker.index >= self._active:
                 with self._cond:
                     while not stop.is_set() and worker.index >= self._active:

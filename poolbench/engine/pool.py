@@ -68,7 +68,13 @@ class PoolState:
 class PoolWatch:
     """Listens to the pool's events and reads its gauges; safe from any thread."""
 
-    def __init__(self, engine: Engine, settings: PoolSettings, track_idle: bool = False) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: PoolSettings,
+        track_idle: bool = False,
+        track_gc: bool = False,
+    ) -> None:
         self._engine = engine
         self._settings = settings
         self._lock = threading.Lock()
@@ -83,8 +89,11 @@ class PoolWatch:
             ("soft_invalidate", self._on_soft_invalidate),
             ("close", self._on_close),
             ("close_detached", self._on_close_detached),
-            ("checkin", self._on_checkin),
         ]
+        if track_gc:
+            # only when a group drops sessions unclosed: a listener on every checkin costs
+            # a little on the hot path
+            self._listeners.append(("checkin", self._on_checkin))
         if track_idle:
             # only for faults that target idle connections: a listener on every checkout
             # and checkin costs a little on the hot path

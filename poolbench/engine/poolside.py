@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from time import perf_counter
@@ -18,7 +19,7 @@ from typing import Any
 from sqlalchemy.engine import URL
 
 from .. import errors
-from ..metrics.histogram import LatencyHistogram
+from ..metrics.histogram import LatencyHistogram, percentile_of_counts
 from ..metrics.recorder import Aggregator, IntervalStats, Recorder
 from ..result import ErrorExample, ErrorKindStats, GroupSummary, Holder, LeakSite, PoolEvents
 from ..scenario.model import Phase, Scenario
@@ -41,7 +42,7 @@ class PoolReading:
     leaked_open: int
     leaked: int  # sessions leaked so far (cumulative)
     stats: IntervalStats
-    interval_wait: str  # the interval's checkout waits, HDR-encoded (merged across a fleet)
+    interval_wait: dict[int, int]  # the interval's checkout waits, {micros: how many}
     events: PoolEvents  # cumulative
     status: str = ""
     open_ids: set[int] = field(default_factory=set)
@@ -50,7 +51,7 @@ class PoolReading:
 
 @dataclass
 class GroupTotals:
-    """One workload group's whole-run counts, histograms encoded for merging."""
+    """One workload group's whole-run counts, histograms as plain counts for merging."""
 
     name: str
     session: str
@@ -58,8 +59,8 @@ class GroupTotals:
     ok: int
     errors: int
     leaked: int
-    wait: str
-    hold: str
+    wait: dict[int, int]  # the histograms as {micros: how many}, merged exactly
+    hold: dict[int, int]
 
 
 @dataclass
@@ -132,7 +133,8 @@ class PoolSide:
         if scenario.faults.server_idle_timeout:
             install_idle_timeout(self.engine, kind, scenario.faults.server_idle_timeout)
         track_idle = any(k.which == "idle" for k in scenario.faults.kill)
-        self.watch = PoolWatch(self.engine, scenario.pool, track_idle=track_idle)
+        track_gc = any(g.session == "unclosed" for g in scenario.workload)
+        self.watch = PoolWatch(self.engine, scenario.pool, track_idle=track_idle, track_gc=track_gc)
         self.recorder = Recorder()
         self.leaks = LeakRegistry()
         self.stop = threading.Event()
@@ -219,7 +221,7 @@ class PoolSide:
             leaked_open=self.leaks.open_count,
             leaked=self.recorder.leaks,
             stats=stats,
-            interval_wait=interval.encode(),
+            interval_wait=interval,
             events=self.watch.events(),
             status=state.status,
             open_ids=self.watch.open_server_ids(),
@@ -245,6 +247,7 @@ class PoolSide:
     # -- ending -----------------------------------------------------------------------------
 
     def stop_load(self) -> None:
+        self.executor.halted = True
         self.stop.set()
         self.driver.wake()
 
@@ -280,8 +283,8 @@ class PoolSide:
                     g.ok,
                     g.errors,
                     g.leaked,
-                    g.wait.encode(),
-                    g.hold.encode(),
+                    g.wait.to_counts(),
+                    g.hold.to_counts(),
                 )
                 for (name, session), g in zip(
                     self.aggregator.names, self.aggregator.groups, strict=True
@@ -321,17 +324,17 @@ def merge_readings(readings: list[PoolReading]) -> tuple[PoolReading, float | No
     """One reading for several processes, and the interval's merged checkout-wait p99."""
     if len(readings) == 1:
         only = readings[0]
-        return only, LatencyHistogram.decode(only.interval_wait).percentile_ms(99)
-    wait = LatencyHistogram()
+        return only, only.stats.checkout_wait_p99_ms
+    wait: Counter[int] = Counter()
     stats = IntervalStats()
     events = PoolEvents()
     for r in readings:
-        wait.add(LatencyHistogram.decode(r.interval_wait))
+        wait.update(r.interval_wait)
         for name in ("operations", "ok", "injected", "timeouts", "disconnects", "errors"):
             setattr(stats, name, getattr(stats, name) + getattr(r.stats, name))
         for name in vars(events):
             setattr(events, name, getattr(events, name) + getattr(r.events, name))
-    stats.checkout_wait_p99_ms = wait.percentile_ms(99)
+    stats.checkout_wait_p99_ms = percentile_of_counts(wait, 99)
     merged = PoolReading(
         checked_out=sum(r.checked_out for r in readings),
         checked_in=sum(r.checked_in for r in readings),
@@ -340,7 +343,7 @@ def merge_readings(readings: list[PoolReading]) -> tuple[PoolReading, float | No
         leaked_open=sum(r.leaked_open for r in readings),
         leaked=sum(r.leaked for r in readings),
         stats=stats,
-        interval_wait="",
+        interval_wait={},
         events=events,
         status=" | ".join(r.status for r in readings if r.status),
         open_ids=set().union(*(r.open_ids for r in readings)),
@@ -357,8 +360,8 @@ def merge_totals(parts: list[PoolTotals]) -> tuple[PoolTotals, list[tuple[str, s
     for i, g in enumerate(first.groups):
         wait, hold = LatencyHistogram(), LatencyHistogram()
         for p in parts:
-            wait.add(LatencyHistogram.decode(p.groups[i].wait))
-            hold.add(LatencyHistogram.decode(p.groups[i].hold))
+            wait.record_counts(p.groups[i].wait)
+            hold.record_counts(p.groups[i].hold)
         groups.append((g.name, g.session, wait, hold))
     merged_groups = [
         GroupTotals(
@@ -368,8 +371,8 @@ def merge_totals(parts: list[PoolTotals]) -> tuple[PoolTotals, list[tuple[str, s
             sum(p.groups[i].ok for p in parts),
             sum(p.groups[i].errors for p in parts),
             sum(p.groups[i].leaked for p in parts),
-            "",
-            "",
+            {},
+            {},
         )
         for i, g in enumerate(first.groups)
     ]

@@ -64,6 +64,11 @@ class GroupPlan:
     has_hold: bool
     has_think: bool
     task: Callable[..., Any] | None = None
+    uses_session: bool = True  # api: session (else a Connection)
+    own_sessions: bool = False  # api: sessionmaker: the task opens its own sessions
+    closes: bool = True  # session: closed
+    error_rate: float = 0.0
+    returns_rows: bool | None = None  # learnt from the first result
 
     @classmethod
     def build(cls, index: int, group: WorkloadGroup, backend: str) -> GroupPlan:
@@ -83,6 +88,10 @@ class GroupPlan:
             has_hold=group.hold.mean > 0 or group.hold.high > 0,
             has_think=group.think.mean > 0 or group.think.high > 0,
             task=import_task(group.task) if group.task else None,
+            uses_session=group.api == "session",
+            own_sessions=group.api == "sessionmaker",
+            closes=group.session == "closed",
+            error_rate=group.error_rate,
         )
 
 
@@ -207,13 +216,18 @@ class RequestExecutor:
         self.scrub = scrub
         self.on_first_timeout = on_first_timeout
         self.timer: CheckoutTimer | None = None
+        self._append = recorder.append  # Recorder.finished, without a call of ours
+        # set with ``stop`` when the run ends: a plain attribute is cheaper to test on every
+        # request than Event.is_set()
+        self.halted = False
 
     def run(self, worker: Worker, plan: GroupPlan) -> None:
-        group = plan.group
-        if group.api == "sessionmaker":
+        # The hot path: every line here is paid by every request, so flags are read from
+        # the plan rather than recomputed (see make bench for what this costs).
+        if plan.own_sessions:
             self._run_own_sessions(plan)
             return
-        if group.api == "session":
+        if plan.uses_session:
             holder: Any = self.Session()
             checkout = holder.connection
         else:
@@ -235,18 +249,20 @@ class RequestExecutor:
         t1 = perf_counter()
         if holder is None:
             holder = conn
-        if self.stop.is_set():  # the connection came from the shutdown's release
+        if self.halted:  # the connection came from the shutdown's release
             _close_quietly(holder)
             return
 
         failure: BaseException | None = None
         try:
-            executor = holder if group.api == "session" else conn
+            executor = holder if plan.uses_session else conn
             if plan.task is not None:
                 plan.task(executor)
             else:
                 result = executor.execute(plan.query)
-                if result.returns_rows:
+                if plan.returns_rows is None:
+                    plan.returns_rows = result.returns_rows
+                if plan.returns_rows:
                     result.all()
             if plan.has_hold:
                 seconds = plan.hold(worker.rng)
@@ -255,18 +271,25 @@ class RequestExecutor:
                 elif self.stop.wait(seconds):
                     _close_quietly(holder)
                     return
-            if group.error_rate and worker.rng.random() < group.error_rate:
-                raise InjectedError(f"injected application error in group {group.label!r}")
+            if plan.error_rate and worker.rng.random() < plan.error_rate:
+                raise InjectedError(f"injected application error in group {plan.group.label!r}")
         except Exception as exc:
             # Drop the traceback: it references this frame, and with it the session,
             # which would otherwise live on until the cyclic garbage collector runs.
             failure = exc.with_traceback(None)
-        leaked = self._release(plan, holder, conn, failure is not None)
-        if self.stop.is_set():
+        if failure is None and plan.closes:
+            try:  # the common case, inline: give the connection back
+                holder.close()
+            except Exception:
+                pass
+            leaked = False
+        else:
+            leaked = self._release(plan, holder, conn, failure is not None)
+        if self.halted:
             return
         held = perf_counter() - t1
         if failure is None:
-            self.recorder.finished(plan.index, OK, int((t1 - t0) * 1e6), int(held * 1e6), leaked)
+            self._append((plan.index, OK, int((t1 - t0) * 1e6), int(held * 1e6), leaked))
         else:
             self._failed(plan, failure, t1 - t0, held, leaked)
 
