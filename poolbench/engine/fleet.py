@@ -5,7 +5,7 @@ N pools, so up to N x (pool_size + max_overflow) connections. Each process is st
 with the ``spawn`` method and builds its engine itself (SQLAlchemy's advice: never share
 an engine's connections across a fork). The parent drives every process like a local
 pool side, over a pipe: phases, a reading per tick, shutdown, totals. Readings merge by
-summing gauges and merging HDR histograms exactly; the timeline is aligned by
+summing gauges and merging latency histograms exactly; the timeline is aligned by
 construction, since every process is read at the same tick.
 """
 
