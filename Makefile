@@ -10,7 +10,7 @@ test:  ## the whole suite: pure logic, the engine against PostgreSQL and MariaDB
 	$(PYTHON) -m pytest -q
 
 test-fast:  ## only the tests that need no database
-	$(PYTHON) -m pytest -q -m "not postgres and not mysql and not embedded"
+	$(PYTHON) -m pytest -q -m "not postgres and not mysql and not embedded and not browser"
 
 lint:  ## ruff check + ruff format --check
 	$(PYTHON) -m ruff check poolbench tests bench

@@ -36,7 +36,7 @@ from .output.termchart import timeline_chart
 from .result import RunResult
 from .scenario import BUNDLED_DIR, load_scenario
 from .scenario.variants import plan
-from .sizing.planner import Planner, parse_slos
+from .sizing.planner import Planner, SizingResult, parse_slos
 from .units import format_duration, parse_duration
 
 
@@ -266,9 +266,10 @@ def write_outputs(
     html_path: str | None,
     csv_prefix: str | None,
     junit_path: str | None,
+    document: dict[str, Any] | None = None,
 ) -> None:
     """The files asked for, each a pure rendering of the same result document."""
-    document = result_document(results)
+    document = document if document is not None else result_document(results)
     written: list[str] = []
     if json_path:
         write_json(document, json_path)
@@ -474,8 +475,11 @@ def report(
     results = results_of(document)
     console = make_console()
     if not (html_path or csv_prefix or junit_path):
-        render_results(console, results, show_timeline=not no_timeline)
-    write_outputs(console, results, None, html_path, csv_prefix, junit_path)
+        if document.get("kind") == "size":
+            render_sizing(console, SizingResult.from_dict(document))
+        else:
+            render_results(console, results, show_timeline=not no_timeline)
+    write_outputs(console, results, None, html_path, csv_prefix, junit_path, document)
 
 
 def read_result(path: str) -> dict[str, Any]:

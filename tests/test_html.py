@@ -623,3 +623,13 @@ def test_the_trap_catches_a_page_that_fetches(tmp_path, trap, chromium):
     while "poolbench.invalid" not in trap.hosts() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert "poolbench.invalid" in trap.hosts(), trap.requests
+
+
+def test_a_sizing_document_shows_predictions_beside_measurements():
+    doc = json.loads((DATA / "size.json").read_text())
+    page = render_html(doc)
+    assert 'id="sizing"' in page and "P(wait) predicted" in page
+    assert escape(doc["recommendation"]["create_engine"]) in page
+    # every trial is also a run of the comparison
+    for run in doc["runs"]:
+        assert escape(run["variant_name"]) in page

@@ -63,7 +63,8 @@ def render_html(document: Doc) -> str:
                 runs[0] if runs else {}, f"{names} — {len(runs)} variants compared", note, False
             )
         ]
-        body += [sections.comparison(runs), sections.leak_suspects(runs), _first_timeouts(runs)]
+        body += [sections.sizing(document), sections.comparison(runs)]
+        body += [sections.leak_suspects(runs), _first_timeouts(runs)]
         body += [sections.faults(runs), _charts(runs)]
         body += [_details(run, i) for i, run in enumerate(runs)]
     else:

@@ -324,3 +324,79 @@ def kv(rows: list[tuple[str, Any]]) -> str:
 def section(title: str, content: Html, anchor: str, css: str = "") -> str:
     tone = f' class="{css}"' if css else ""
     return f'<section id="{escape(anchor)}"{tone}><h2>{escape(title)}</h2>{content}</section>'
+
+
+def _pct(value: Any) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def _ms(value: Any) -> str:
+    return "∞" if value is None else f"{value:.3g}"
+
+
+def sizing(document: Doc) -> str:
+    """For a ``poolbench size`` document: each candidate size, predicted beside measured,
+    and the recommendation with its create_engine() line."""
+    if document.get("kind") != "size":
+        return ""
+    measured = {t["pool_size"]: t for t in document.get("trials", []) if t["role"] == "steady"}
+    rows = []
+    for p in document.get("predictions", []):
+        t = measured.get(p["c"])
+        m = t["measured"] if t else {}
+        verdict = (
+            good_or_bad(t["slo_met"], "✔ measured", "✘ measured")
+            if t
+            else ("model ✔" if p.get("meets_slo") else "model ✘")
+        )
+        rows.append(
+            [
+                p["c"],
+                f"{p['utilisation']:.0%}",
+                _pct(p["wait_probability"]),
+                _ms(p["wait_p99_ms"]),
+                _pct(m.get("wait_probability")) if t else "",
+                _ms(m.get("checkout_wait_p99_ms")) if t else "",
+                m.get("timeouts", "") if t else "",
+                verdict,
+            ]
+        )
+    r = document.get("recommendation", {})
+    slo = ", ".join(f"{k} ≤ {v:g}" for k, v in document.get("slo", {}).items())
+    per = " per process" if document.get("processes", 1) > 1 else ""
+    intro = (
+        f"<p>Measured {document.get('rate_per_s', 0):.1f}/s with a mean hold of "
+        f"{document.get('mean_hold_ms', 0):.2f} ms: an offered load of "
+        f"{document.get('offered_load', 0):.2f} connections{per}. SLO: {escape(slo)}. "
+        "Predicted: Erlang C (M/M/c); measured: a short trial at that size.</p>"
+    )
+    head = [
+        "c",
+        "utilisation",
+        "P(wait) predicted",
+        "p99 predicted ms",
+        "P(wait) measured",
+        "p99 measured ms",
+        "timeouts",
+        "SLO",
+    ]
+    fits = r.get("fits_server")
+    fleet = ""
+    if r.get("available_connections") is not None:
+        fleet = (
+            f"<p>Fleet: {r.get('processes')} × {r.get('pool_size', 0) + r.get('max_overflow', 0)}"
+            f" = {r.get('fleet_connections')} connections at most; the server had "
+            f"{r.get('available_connections')} free "
+            f"({good_or_bad(fits, 'fits', 'does not fit')}).</p>"
+        )
+    recommendation = (
+        f"<p><strong>Recommended:</strong> pool_size={r.get('pool_size')}, "
+        f"max_overflow={r.get('max_overflow')}, pool_timeout={r.get('pool_timeout_s', 0):g}"
+        f" (smallest meeting the SLO: {r.get('measured_minimum')} measured, "
+        f"{r.get('model_minimum')} by the model)</p>{fleet}"
+        f"<pre><code>{escape(str(r.get('create_engine', '')))}</code></pre>"
+        + "".join(f'<p class="meta">{escape(n)}</p>' for n in r.get("notes", []))
+    )
+    return section(
+        "Sizing", Html(intro + table(head, rows, numeric_from=0) + recommendation), "sizing"
+    )

@@ -131,6 +131,17 @@ class SizingResult:
         data["runs"] = [r.to_dict() for r in self.runs]
         return {"schema_version": SCHEMA_VERSION, "kind": "size", **data}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SizingResult:
+        """A sizing result read back from its JSON form (``poolbench report``)."""
+        fields = {k: v for k, v in data.items() if k not in ("schema_version", "kind")}
+        fields["trials"] = [
+            Trial(**{**t, "measured": Measured(**t["measured"])}) for t in data["trials"]
+        ]
+        fields["recommendation"] = Recommendation(**data["recommendation"])
+        fields["runs"] = [RunResult.from_dict(r) for r in data["runs"]]
+        return cls(**fields)
+
 
 def measured_of(result: RunResult) -> Measured:
     s = result.summary
