@@ -52,6 +52,9 @@ class Sample:
     server_connections: dict[str, int] | None
     stale: int | None = None
     disconnects: int = 0
+    recycles: int = 0  # connections replaced for age (pool_recycle) in the interval
+    pre_ping_recoveries: int = 0  # checkouts whose ping failed and were reconnected
+    soft_invalidations: int = 0
     pool_status: str | None = None
 
 

@@ -111,6 +111,10 @@ class Timeline:
             server_connections=dict(server.counts) if server is not None else None,
             stale=stale,
             disconnects=reading.stats.disconnects,
+            recycles=events.recycles - (last.recycles if last else 0),
+            pre_ping_recoveries=events.pre_ping_recoveries
+            - (last.pre_ping_recoveries if last else 0),
+            soft_invalidations=events.soft_invalidations - (last.soft_invalidations if last else 0),
             pool_status=reading.status or None,
         )
         self._last_events = events

@@ -19,7 +19,7 @@ MAX_TIMELINE_ROWS = 30
 TIMELINE_LEGEND = (
     "out checked out · ovf overflow · wait callers blocked in checkout · tmo timeouts · "
     "conn connects · gc returned by the garbage collector · stale held by the pool, "
-    "already closed by the server · "
+    "already closed by the server · ping pre-ping recoveries · recyc recycles · "
     "server: total, a active, i idle, t idle in transaction"
 )
 
@@ -42,6 +42,8 @@ class TimelineRow:
     invalidations: int
     gc_returned: int
     stale: int | None
+    recycles: int
+    pre_ping_recoveries: int
     server_connections: dict[str, int] | None
     samples: int
 
@@ -70,6 +72,8 @@ def timeline_rows(timeline: list[Sample], max_rows: int = MAX_TIMELINE_ROWS) -> 
                 invalidations=sum(s.invalidations for s in chunk),
                 gc_returned=sum(s.gc_returned for s in chunk),
                 stale=max((s.stale for s in chunk if s.stale is not None), default=None),
+                recycles=sum(s.recycles or 0 for s in chunk),
+                pre_ping_recoveries=sum(s.pre_ping_recoveries or 0 for s in chunk),
                 server_connections=max(servers, key=lambda c: c.get("total", 0))
                 if servers
                 else None,
@@ -83,6 +87,8 @@ def timeline_table(result: RunResult) -> Table:
     rows = timeline_rows(result.timeline)
     show_gc = any(r.gc_returned for r in rows)
     show_stale = any(r.stale for r in rows)
+    show_ping = any(r.pre_ping_recoveries for r in rows)
+    show_recycle = any(r.recycles for r in rows)
     folded = rows and rows[0].samples > 1
     title = "timeline"
     if folded:
@@ -117,12 +123,20 @@ def timeline_table(result: RunResult) -> Table:
         names.insert(-1, "gc")
     if show_stale:
         names.insert(-1, "stale")
+    if show_ping:
+        names.insert(-1, "ping")
+    if show_recycle:
+        names.insert(-1, "recyc")
     for name in names:
         table.add_column(name, justify="right" if name != "server a/i/t" else "left")
     for r in rows:
         gc_cell = [str(r.gc_returned)] if show_gc else []
         if show_stale:
             gc_cell.append(f"[yellow]{r.stale}[/]" if r.stale else "0" if r.stale == 0 else "-")
+        if show_ping:
+            gc_cell.append(str(r.pre_ping_recoveries))
+        if show_recycle:
+            gc_cell.append(str(r.recycles))
         table.add_row(
             f"{r.t_s:.1f}",
             str(r.checked_out),
