@@ -115,6 +115,10 @@ class PoolEvents:
     pre_ping_recoveries: int = 0
     gc_returned: int = 0
 
+    def plus(self, other: PoolEvents) -> PoolEvents:
+        """Both processes' events together (a fleet's are summed)."""
+        return PoolEvents(**{k: v + getattr(other, k) for k, v in vars(self).items()})
+
 
 @dataclass
 class LeakSite:

@@ -332,8 +332,7 @@ def merge_readings(readings: list[PoolReading]) -> tuple[PoolReading, float | No
         wait.update(r.interval_wait)
         for name in ("operations", "ok", "injected", "timeouts", "disconnects", "errors"):
             setattr(stats, name, getattr(stats, name) + getattr(r.stats, name))
-        for name in vars(events):
-            setattr(events, name, getattr(events, name) + getattr(r.events, name))
+        events = events.plus(r.events)
     stats.checkout_wait_p99_ms = percentile_of_counts(wait, 99)
     merged = PoolReading(
         checked_out=sum(r.checked_out for r in readings),
@@ -400,8 +399,7 @@ def merge_totals(parts: list[PoolTotals]) -> tuple[PoolTotals, list[tuple[str, s
     earliest = min(timed, key=lambda p: p.first_timeout_at_s) if timed else None
     events = PoolEvents()
     for p in parts:
-        for name in vars(events):
-            setattr(events, name, getattr(events, name) + getattr(p.events, name))
+        events = events.plus(p.events)
     sites: dict[str, LeakSite] = {}
     for p in parts:
         for s in p.leak_sites:
