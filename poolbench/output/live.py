@@ -17,6 +17,7 @@ from rich.text import Text
 
 from ..engine.runner import Observer
 from ..result import FaultEvent, Progress, RunHeader, Sample
+from ..scenario.model import settings_label
 from ..units import format_duration
 from .text import capacity_text, ms, plain_progress_line, secs, server_states
 
@@ -71,9 +72,9 @@ def header_lines(header: RunHeader) -> list[str]:
     if limits:
         lines.append(f"limits    {limits}")
     if header.variant is not None:
-        shown = ", ".join(f"{k}={v}" for k, v in header.variant.items()) or "as written"
+        shown = settings_label(header.variant) or "as written"
         name = header.variant_name or shown
-        detail = f" ({escape(shown)})" if header.variant_name and name != shown else ""
+        detail = f" ({escape(shown)})" if name != shown else ""
         lines.append(f"variant   [bold]{escape(name)}[/]{detail}")
     return lines
 
@@ -238,7 +239,7 @@ class LiveView(Observer):
             rows.add_row(
                 "requests",
                 f"{progress.operations} done · {progress.ok} ok · {timeouts} timeouts · "
-                f"{progress.errors - progress.timeouts} other errors · "
+                f"{progress.errors - progress.timeouts} errors besides timeouts · "
                 f"{progress.throughput_ops_s:.1f}/s",
             )
             if sample is not None:
