@@ -537,4 +537,5 @@ def _scenario_info(s: Scenario) -> dict[str, Any]:
         "duration_s": s.total_duration,
         "thresholds": dict(s.thresholds),
         "expect": dict(s.expect),
+        "leak_detection_s": s.leak_detection,
     }

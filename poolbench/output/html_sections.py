@@ -129,10 +129,20 @@ def leak_suspects(runs: list[Doc]) -> str:
         parts.append(table(head, rows, numeric_from=1))
     if not parts:
         return ""
+    threshold = next(
+        (
+            r.get("scenario", {}).get("leak_detection_s")
+            for r in runs
+            if r.get("scenario", {}).get("leak_detection_s")
+        ),
+        None,
+    )
+    limit = f" ({secs(threshold)})" if threshold else ""
     intro = (
         "<p>Connections checked out at these call sites stayed out longer than the scenario's "
-        "<code>leak_detection</code> threshold: the code path that does not give its connection "
-        "back. Open a site for its stack at checkout, innermost frame first.</p>"
+        f"<code>leak_detection</code> threshold{escape(limit)}: the code path that does not "
+        "give its connection back. Open a site for its stack at checkout, innermost frame "
+        "first.</p>"
     )
     return section("Leak suspects", Html(intro + "".join(parts)), "leak-suspects", "alert")
 
