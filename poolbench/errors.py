@@ -1,7 +1,7 @@
 """Domain exceptions and the exit statuses they map to.
 
-Exceptions are raised where a problem is found; :func:`exit_status_for` and the
-CLI turn them into one line of text and one :class:`ExitStatus`, in one place.
+Exceptions are raised where a problem is found; the CLI (``cli.reports_errors``) turns
+them into one line of text and their :class:`ExitStatus`, in one place.
 """
 
 from __future__ import annotations
@@ -60,12 +60,3 @@ class UnsupportedDatabase(DatabaseError):
 
 class EmbeddedServerError(DatabaseError):
     """The embedded PostgreSQL server could not be started."""
-
-
-def exit_status_for(error: BaseException) -> ExitStatus:
-    """The exit status that reports ``error``."""
-    if isinstance(error, KeyboardInterrupt):
-        return ExitStatus.INTERRUPTED
-    if isinstance(error, PoolbenchError):
-        return error.exit_status
-    return ExitStatus.USAGE

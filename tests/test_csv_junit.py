@@ -175,23 +175,24 @@ def test_comparison_is_one_timeline_file_with_a_variant_column(tmp_path: Path) -
         "server_idle_in_transaction",
     ]
     assert len(rows) == 2 * 24
-    assert {r["variant"] for r in rows[:24]} == {"pool_pre_ping=True, pool_timeout=0.5"}
-    assert {r["variant"] for r in rows[24:]} == {"pool_pre_ping=False"}
+    assert {r["variant"] for r in rows[:24]} == {"pre_ping=True, timeout=0.5"}
+    assert {r["variant"] for r in rows[24:]} == {"pre_ping=False"}
     assert rows[0]["server_active"] == "0"  # a state only the other run saw
     assert rows[24]["server_active"] == "8"
 
     _, rows = read_csv(summary)
     assert [r["variant"] for r in rows] == [
-        "pool_pre_ping=True, pool_timeout=0.5",
-        "pool_pre_ping=False",
+        "pre_ping=True, timeout=0.5",
+        "pre_ping=False",
     ]
     assert [r["first_timeout_at_s"] for r in rows] == ["", "1.5"]
 
 
 def test_a_variant_is_named_as_the_terminal_names_it() -> None:
     assert variant_label({"variant": None}) == ""
+    # exactly the terminal's label (output.compare.variant_label / scenario settings_label)
     assert variant_label({"variant": {"pool.pool_recycle": "1s", "pool_size": 10}}) == (
-        "pool_recycle=1s, pool_size=10"
+        "recycle=1s, pool_size=10"
     )
     named = {"variant": {"pool.pool_pre_ping": True}, "variant_name": "with pre-ping"}
     assert variant_label(named) == "with pre-ping"
@@ -356,17 +357,17 @@ def test_a_comparison_is_one_suite_per_run(tmp_path: Path) -> None:
     root = ET.parse(path).getroot()
     suites = root.findall("testsuite")
     assert [s.get("name") for s in suites] == [
-        "bursts [pool_pre_ping=True, pool_timeout=0.5]",
-        "bursts [pool_pre_ping=False]",
+        "bursts [pre_ping=True, timeout=0.5]",
+        "bursts [pre_ping=False]",
     ]
     assert [s.get("failures") for s in suites] == ["0", "1"]
     assert (root.get("tests"), root.get("failures")) == ("8", "1")
     # a dot in a classname is a package separator to Jenkins
     assert {c.get("classname") for c in suites[0].iter("testcase")} == {
-        "poolbench.bursts.pool_pre_ping=True, pool_timeout=0_5"
+        "poolbench.bursts.pre_ping=True, timeout=0_5"
     }
     assert {c.get("classname") for c in suites[1].iter("testcase")} == {
-        "poolbench.bursts.pool_pre_ping=False"
+        "poolbench.bursts.pre_ping=False"
     }
 
 

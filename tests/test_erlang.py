@@ -138,6 +138,17 @@ def test_smallest_pool_for_p99_wait():
     assert wait_percentile(c - 1, 40, 0.02, 0.99) * 1000 > 5
 
 
+def test_smallest_pool_for_any_wait_quantiles():
+    c = smallest_pool(40, 0.02, max_wait_ms={0.5: 0.0, 0.9: 3.0})
+    assert wait_percentile(c, 40, 0.02, 0.9) * 1000 <= 3
+    assert wait_percentile(c, 40, 0.02, 0.5) == 0
+    worse = [wait_percentile(c - 1, 40, 0.02, q) * 1000 for q in (0.5, 0.9)]
+    assert worse[0] > 0 or worse[1] > 3
+    assert smallest_pool(40, 0.02, wait_p99_ms=5) == smallest_pool(40, 0.02, max_wait_ms={0.99: 5})
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        smallest_pool(40, 0.02, max_wait_ms={99: 5})
+
+
 def test_smallest_pool_for_timeouts():
     c = smallest_pool(10, 0.5, timeout_s=1.0, max_timeout_probability=1e-4)
     assert timeout_probability(c, 10, 0.5, 1.0) <= 1e-4 < timeout_probability(c - 1, 10, 0.5, 1.0)

@@ -477,6 +477,7 @@ class NetworkTrap:
         self.requests: list[
             str
         ] = []  # first line of each: "GET http://host/..." or "CONNECT host:443 ..."
+        self.silent = 0  # connections that closed without sending a request
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -490,9 +491,15 @@ class NetworkTrap:
             with conn:
                 conn.settimeout(2)
                 try:
-                    self.requests.append(conn.recv(500).split(b"\r\n")[0].decode("latin-1"))
+                    line = conn.recv(500).split(b"\r\n")[0].decode("latin-1")
                 except OSError:
-                    self.requests.append("? (connected, sent nothing)")
+                    line = ""
+                # A connection that sends no request line (Chromium preconnects) fetches
+                # nothing; it is counted, but has no host to check.
+                if line.strip():
+                    self.requests.append(line)
+                else:
+                    self.silent += 1
 
     def hosts(self) -> set[str | None]:
         return {urlsplit("//" + r.split()[1].split("://")[-1]).hostname for r in self.requests}

@@ -20,7 +20,8 @@ def test_histogram_survives_out_of_range_values_and_round_trips():
     h.record(0)
     h.record(10**12)
     assert h.count == 2
-    copy = LatencyHistogram.from_counts(h.to_counts())
+    copy = LatencyHistogram()
+    copy.record_counts(h.to_counts())
     assert copy.percentiles() == h.percentiles()
     assert LatencyHistogram().percentiles().p99 is None
 

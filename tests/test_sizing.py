@@ -12,7 +12,7 @@ from poolbench.engine.runner import run_scenario
 from poolbench.errors import UsageError
 from poolbench.scenario import load_scenario
 from poolbench.sizing import erlang
-from poolbench.sizing.planner import Planner, model_meets, parse_slos
+from poolbench.sizing.planner import Planner, parse_slos, smallest_by_model
 
 
 def test_slos_are_parsed_and_checked():
@@ -34,11 +34,19 @@ def test_the_model_verdict_follows_erlang_c():
     # a = 3 erlangs of 20 ms holds: c = 4 waits p99 ~ 78 ms, c = 5 ~ 32 ms
     rate, hold = 150.0, 0.020
     a = erlang.offered_load(rate, hold)
-    slo = {"checkout_wait_p99_ms": 50.0}
-    assert not model_meets(erlang.predict(4, rate, hold, 2.0), slo, hold, 4, a)
-    assert model_meets(erlang.predict(5, rate, hold, 2.0), slo, hold, 5, a)
-    assert not model_meets(erlang.predict(3, rate, hold, 2.0), {"timeouts": 0}, hold, 3, a)
-    assert model_meets(erlang.predict(6, rate, hold, 2.0), {"timeouts": 0}, hold, 6, a)
+    assert erlang.wait_percentile(4, a, hold, 0.99) * 1000 > 50
+    assert erlang.wait_percentile(5, a, hold, 0.99) * 1000 <= 50
+    assert smallest_by_model({"checkout_wait_p99_ms": 50.0}, a, hold, 2.0) == 5
+    # timeouts = 0 means P(wait > pool_timeout) <= 1e-4
+    c = smallest_by_model({"timeouts": 0}, a, hold, 2.0)
+    assert 3 < c <= 6
+    assert erlang.timeout_probability(c, a, hold, 2.0) <= 1e-4
+    assert erlang.timeout_probability(c - 1, a, hold, 2.0) > 1e-4
+    # p50 and p90 targets are honoured too
+    both = smallest_by_model(
+        {"checkout_wait_p50_ms": 0.001, "checkout_wait_p99_ms": 50}, a, hold, 2.0
+    )
+    assert erlang.wait_percentile(both, a, hold, 0.5) * 1000 <= 0.001 and both >= 5
 
 
 def test_sizing_needs_an_open_loop():

@@ -165,6 +165,6 @@ def test_a_comparison_charts_every_run_under_its_variant() -> None:
 
     text = render(timeline_chart(document, height=4))
 
-    assert "pool_pre_ping=True" in text and "pool_pre_ping=False" in text
+    assert "pre_ping=True" in text and "pre_ping=False" in text
     assert text.count("waiting (max 25)") == 2
     assert document == before

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
+from ..errors import UnsupportedDatabase
 from .embedded import EmbeddedPostgres
 from .target import Target, choose_url, mask_url, parse_url
 
@@ -28,8 +29,6 @@ def open_target(
         yield Target(parse_url(text, source), source)
         return
     if needs not in (None, "postgresql"):
-        from ..errors import UnsupportedDatabase
-
         raise UnsupportedDatabase(
             f"this scenario needs a {'MySQL or MariaDB' if needs == 'mysql' else needs} "
             "server and none was given: pass --url (e.g. mysql+pymysql://root@127.0.0.1:3306/test)"

@@ -68,10 +68,6 @@ class EmbeddedPostgres:
             query=query,
         )
 
-    @property
-    def running(self) -> bool:
-        return self._server is not None
-
     def restart(self) -> None:
         """Stop and start the server on the same data directory (a failover, in miniature)."""
         assert self._server is not None, "start() first"

@@ -134,10 +134,6 @@ class ServerProbe:
         # our own probe connection goes away before the pool is built: count it as free
         return self.max_connections - reserved - self.connections_in_use + 1
 
-    def connections_by_state(self, server_ids: Iterable[int] = ()) -> dict[str, int] | None:
-        view = self.view(server_ids)
-        return None if view is None else view.counts
-
     def terminate(self, server_ids: Iterable[int] = (), only: Iterable[int] | None = None) -> int:
         """End this run's connections from the server side (``only`` these ids, if given);
         how many were ended. ``server_ids`` are every id the pool opened (MySQL needs them)."""

@@ -265,10 +265,6 @@ class PoolSide:
         self.engine.dispose()
         return self._stragglers
 
-    def released(self) -> int:
-        """Leaked sessions still open (shutdown releases them)."""
-        return self.leaks.open_count
-
     def totals(self) -> PoolTotals:
         errors_log = self.recorder.errors
         return PoolTotals(

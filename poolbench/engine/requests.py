@@ -217,8 +217,8 @@ class RequestExecutor:
         self.on_first_timeout = on_first_timeout
         self.timer: CheckoutTimer | None = None
         self._append = recorder.append  # Recorder.finished, without a call of ours
-        # set with ``stop`` when the run ends: a plain attribute is cheaper to test on every
-        # request than Event.is_set()
+        # set with ``stop`` when the run ends (PoolSide.stop_load): a plain attribute is
+        # cheaper to test on every request than Event.is_set(); ``stop`` stays for waits
         self.halted = False
 
     def run(self, worker: Worker, plan: GroupPlan) -> None:
@@ -242,7 +242,7 @@ class RequestExecutor:
             waited = perf_counter() - t0
             if holder is not None:
                 _close_quietly(holder)
-            if not self.stop.is_set():
+            if not self.halted:
                 self._failed(plan, exc, waited, 0.0, leaked=False)
             return
         worker.in_checkout = False
@@ -326,7 +326,7 @@ class RequestExecutor:
             failure = exc.with_traceback(None)
         total = perf_counter() - start
         waited = self.timer.take_wait()
-        if self.stop.is_set():
+        if self.halted:
             return
         if failure is None:
             self.recorder.finished(
@@ -337,7 +337,7 @@ class RequestExecutor:
 
     def unexpected(self, plan: GroupPlan, exc: BaseException) -> None:
         """An error outside the request's own handling (a bug, or a driver crash)."""
-        if not self.stop.is_set():
+        if not self.halted:
             self._failed(plan, exc, 0.0, 0.0, leaked=False)
 
     def _failed(

@@ -33,31 +33,23 @@ def _round3(micros: int) -> int:
 class LatencyHistogram:
     """Microsecond latencies, reported in milliseconds."""
 
-    __slots__ = ("_counts", "_total")
+    __slots__ = ("_counts",)
 
     def __init__(self) -> None:
         self._counts: Counter[int] = Counter()
-        self._total = 0
 
     def record(self, micros: int) -> None:
-        self._counts[max(micros, 0)] += 1
-        self._total += 1
-        if len(self._counts) > MAX_KEYS:
-            self._compact()
+        self.record_many((micros,))
 
     def record_many(self, values: Iterable[int]) -> None:
         """Add many values (microseconds) at once; Counter counts them in C."""
-        counts = self._counts
-        size = len(counts)
-        counts.update(values)
-        self._total = -1  # recomputed lazily: update() does not say how many it added
-        if len(counts) > MAX_KEYS and len(counts) > size:
+        self._counts.update(values)
+        if len(self._counts) > MAX_KEYS:
             self._compact()
 
     def record_counts(self, counts: Mapping[int, int]) -> None:
         """Add ``{micros: how many}``."""
         self._counts.update(counts)
-        self._total = -1
         if len(self._counts) > MAX_KEYS:
             self._compact()
 
@@ -69,9 +61,7 @@ class LatencyHistogram:
 
     @property
     def count(self) -> int:
-        if self._total < 0:
-            self._total = sum(self._counts.values())
-        return self._total
+        return sum(self._counts.values())
 
     def add(self, other: LatencyHistogram) -> None:
         if other._counts:
@@ -113,14 +103,8 @@ class LatencyHistogram:
         )
 
     def to_counts(self) -> dict[int, int]:
-        """The histogram as plain data, to send to another process (and back: from_counts)."""
+        """The histogram as plain data, to send to another process (record_counts adds it)."""
         return dict(self._counts)
-
-    @classmethod
-    def from_counts(cls, counts: Mapping[int, int]) -> LatencyHistogram:
-        hist = cls()
-        hist.record_counts(counts)
-        return hist
 
 
 def percentile_of_counts(counts: Mapping[int, int], percentile: float) -> float | None:

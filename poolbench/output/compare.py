@@ -14,16 +14,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..result import RunResult
-from ..scenario.model import settings_label
+from . import text
 from .text import ms
 
 
 def variant_label(result: RunResult) -> str:
-    if result.variant_name:
-        return result.variant_name
-    if result.variant:
-        return settings_label(result.variant)
-    return "as written"
+    return text.variant_label(result.variant_name, result.variant, "as written")
 
 
 def comparison_rows(results: list[RunResult]) -> list[dict[str, Any]]:

@@ -31,6 +31,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from . import text
+
 TIMELINE_COLUMNS = (
     "t_s",
     "phase",
@@ -87,15 +89,8 @@ def runs_of(document: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def variant_label(run: dict[str, Any]) -> str:
-    """How the terminal names a run of a comparison: its ``variant_name`` when the scenario
-    named it, else its settings as ``pool_pre_ping=True, pool_recycle=1s`` (the last part
-    of each key, as the ``--vary`` flag spells it); ``""`` for a run that is no variant."""
-    if run.get("variant_name"):
-        return str(run["variant_name"])
-    variant = run.get("variant")
-    if not variant:
-        return ""
-    return ", ".join(f"{key.split('.')[-1]}={value}" for key, value in variant.items())
+    """How the terminal names a run of a comparison (``""`` for a run that is no variant)."""
+    return text.variant_label(run.get("variant_name"), run.get("variant"))
 
 
 def state_column(state: str) -> str:

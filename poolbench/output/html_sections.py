@@ -17,7 +17,7 @@ from typing import Any
 from ..result import RunResult
 from ..scenario.model import settings_label
 from .compare import comparison_rows
-from .text import ms, secs
+from .text import ms, secs, variant_label
 
 Doc = dict[str, Any]
 
@@ -37,11 +37,8 @@ def summary_of(run: Doc) -> Doc:
 
 def run_label(run: Doc, index: int) -> str:
     """What the terminal calls a variant: its name, else its settings, else its scenario."""
-    if run.get("variant_name"):
-        return str(run["variant_name"])
-    if run.get("variant"):
-        return settings_label(run["variant"])
-    return str((run.get("scenario") or {}).get("name") or f"run {index + 1}")
+    scenario = str((run.get("scenario") or {}).get("name") or f"run {index + 1}")
+    return variant_label(run.get("variant_name"), run.get("variant"), scenario)
 
 
 def fault_label(fault: Doc) -> str:

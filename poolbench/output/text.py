@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from ..result import Sample
+from ..scenario.model import settings_label
+
+
+def variant_label(name: str | None, settings: Mapping[str, Any] | None, otherwise: str = "") -> str:
+    """How every output names a run of a comparison: the variant's name, else its settings
+    (``pre_ping=True, recycle=1s``), else ``otherwise``."""
+    if name:
+        return str(name)
+    if settings:
+        return settings_label(dict(settings))
+    return otherwise
 
 
 def ms(value: float | None) -> str:

@@ -18,7 +18,6 @@ Rate = Annotated[float, BeforeValidator(parse_rate)]
 Share = Annotated[float, BeforeValidator(parse_share)]
 
 SessionBehaviour = Literal["closed", "leaky", "unclosed", "leak_on_error"]
-SESSION_BEHAVIOURS: tuple[str, ...] = ("closed", "leaky", "unclosed", "leak_on_error")
 
 
 class _Model(BaseModel):
@@ -375,12 +374,6 @@ class Scenario(_Model):
             )
             for i, p in enumerate(self.phases)
         ]
-
-    def peak_workers(self) -> int:
-        """Threads the run needs: the most workers any phase asks for, or the open-loop bound."""
-        if self.load.open_loop:
-            return self.load.concurrency
-        return max(p.workers or 0 for p in self.effective_phases())
 
     def with_duration(self, seconds: float) -> Scenario:
         """The same scenario over ``seconds``; phases and fault times scale in proportion."""

@@ -48,6 +48,7 @@ Treat the numbers as a first estimate to check with a measured run, not as a gua
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 
@@ -173,14 +174,17 @@ def smallest_pool(
     *,
     max_wait_probability: float | None = None,
     wait_p99_ms: float | None = None,
+    max_wait_ms: Mapping[float, float] | None = None,
     timeout_s: float | None = None,
     max_timeout_probability: float | None = None,
     limit: int = 10000,
 ) -> int:
     """The smallest number of connections c > a that meets every target given.
 
-    With no target this is the smallest pool that keeps up at all. ``timeout_s`` and
-    ``max_timeout_probability`` go together. Raises ValueError if no c up to ``limit`` will do.
+    With no target this is the smallest pool that keeps up at all. ``max_wait_ms`` maps
+    quantiles of the wait to their limits, e.g. {0.5: 5, 0.99: 50} (``wait_p99_ms`` is
+    short for {0.99: ...}). ``timeout_s`` and ``max_timeout_probability`` go together.
+    Raises ValueError if no c up to ``limit`` will do.
     """
     a = _check_non_negative("offered load (a)", a)
     hold = _check_non_negative("mean_hold_s", mean_hold_s)
@@ -188,8 +192,13 @@ def smallest_pool(
         raise ValueError(f"limit must be a positive integer, got {limit!r}")
     if max_wait_probability is not None:
         max_wait_probability = _check_probability("max_wait_probability", max_wait_probability)
+    quantiles = dict(max_wait_ms or {})
     if wait_p99_ms is not None:
-        wait_p99_ms = _check_non_negative("wait_p99_ms", wait_p99_ms)
+        quantiles[0.99] = min(quantiles.get(0.99, math.inf), wait_p99_ms)
+    for q, limit_ms in quantiles.items():
+        if not 0 < q < 1:
+            raise ValueError(f"a wait quantile must be between 0 and 1, got {q!r}")
+        _check_non_negative("a wait limit in ms", limit_ms)
     if (timeout_s is None) != (max_timeout_probability is None):
         raise ValueError("timeout_s and max_timeout_probability must be given together")
     if timeout_s is not None:
@@ -208,7 +217,7 @@ def smallest_pool(
         p_wait = _erlang_c_from_b(c, a, b)
         if max_wait_probability is not None and p_wait > max_wait_probability:
             continue
-        if wait_p99_ms is not None and _quantile(p_wait, c, a, hold, 0.99) * 1000 > wait_p99_ms:
+        if any(_quantile(p_wait, c, a, hold, q) * 1000 > ms for q, ms in quantiles.items()):
             continue
         if timeout_s is not None:
             p_timeout = _tail(p_wait, c, a, hold, timeout_s)

@@ -170,30 +170,41 @@ def slo_failures(measured: Measured, slos: dict[str, float]) -> list[str]:
     return failed
 
 
-def model_meets(
-    pred: erlang.Prediction, slos: dict[str, float], hold_s: float, c: int, a: float
-) -> bool:
-    """Whether the model says ``c`` connections meet every SLO. Timeouts are the only
-    errors the model knows of: "timeouts = 0" is read as P(timeout) <= 1e-4."""
-    if pred.utilisation >= 1:
-        return False
+def model_targets(slos: dict[str, float], pool_timeout_s: float) -> dict[str, Any]:
+    """The SLOs as targets for ``erlang.smallest_pool``. Timeouts are the only errors the
+    model knows of: "timeouts = 0" is read as P(timeout) <= 1e-4."""
+    targets: dict[str, Any] = {"max_wait_ms": {}}
+    timeout_probabilities = []
     for figure, limit in slos.items():
         quantile = SLO_FIGURES[figure]
         if quantile is not None:
-            if erlang.wait_percentile(c, a, hold_s, quantile) * 1000 > limit:
-                return False
+            targets["max_wait_ms"][quantile] = limit
         elif figure == "wait_probability":
-            if pred.wait_probability > limit:
-                return False
+            targets["max_wait_probability"] = limit
         elif figure == "timeouts":
-            allowed = (
+            timeout_probabilities.append(
                 TIMEOUT_PROBABILITY_FOR_ZERO if limit == 0 else 10 * TIMEOUT_PROBABILITY_FOR_ZERO
             )
-            if pred.timeout_probability > allowed:
-                return False
-        elif figure == "error_rate" and pred.timeout_probability > limit:
-            return False
-    return True
+        elif figure == "error_rate":
+            timeout_probabilities.append(limit)
+    if timeout_probabilities:
+        targets["timeout_s"] = pool_timeout_s
+        targets["max_timeout_probability"] = min(timeout_probabilities)
+    return targets
+
+
+def smallest_by_model(
+    slos: dict[str, float], a: float, mean_hold_s: float, pool_timeout_s: float
+) -> int:
+    """The fewest connections the model says meet every SLO (more never hurts, in it)."""
+    try:
+        return erlang.smallest_pool(
+            a, mean_hold_s, limit=MAX_POOL, **model_targets(slos, pool_timeout_s)
+        )
+    except ValueError:
+        raise errors.PoolbenchError(
+            f"no pool up to {MAX_POOL} connections meets the SLO by the model"
+        ) from None
 
 
 class Planner:
@@ -290,15 +301,10 @@ class Planner:
             f"{a:.2f} connections per process"
         )
         # 2. predict
-        c_model = self._smallest_by_model(a, hold_s, rate_pp, timeout_s)
+        c_model = smallest_by_model(self.slos, a, hold_s, timeout_s)
         top = max(c_model + 3, math.ceil(a) + 4)
         predictions = [
-            {
-                **erlang.predict(c, rate_pp, hold_s, timeout_s).to_dict(),
-                "meets_slo": model_meets(
-                    erlang.predict(c, rate_pp, hold_s, timeout_s), self.slos, hold_s, c, a
-                ),
-            }
+            {**erlang.predict(c, rate_pp, hold_s, timeout_s).to_dict(), "meets_slo": c >= c_model}
             for c in range(max(1, math.floor(a)), top + 1)
         ]
         # 3. measure: bisection around the model's answer
@@ -334,7 +340,7 @@ class Planner:
         if peak:
             peak_pp = peak / per
             a_peak = erlang.offered_load(peak_pp, hold_s)
-            c_peak = max(best, self._smallest_by_model(a_peak, hold_s, peak_pp, timeout_s))
+            c_peak = max(best, smallest_by_model(self.slos, a_peak, hold_s, timeout_s))
             overflow = c_peak - best
             result = self._run(f"peak {peak:g}/s", best, overflow, self.trial_s, rate=peak)
             measured = measured_of(result)
@@ -365,14 +371,6 @@ class Planner:
             recommendation=recommendation,
             runs=self.runs,
         )
-
-    def _smallest_by_model(self, a: float, hold_s: float, rate: float, timeout_s: float) -> int:
-        c = max(1, math.floor(a) + 1)
-        while c <= MAX_POOL:
-            if model_meets(erlang.predict(c, rate, hold_s, timeout_s), self.slos, hold_s, c, a):
-                return c
-            c += 1
-        raise errors.PoolbenchError(f"no pool up to {MAX_POOL} connections meets the SLO")
 
     def _search(self, trial: Callable[[int], Trial], start: int, floor_c: int) -> int:
         """The smallest measured size meeting the SLO, assuming more connections never
