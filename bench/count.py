@@ -18,7 +18,7 @@ import sqlalchemy as sa
 def main() -> None:
     mode, n, url = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     from poolbench.db.server import probe_for
-    from poolbench.engine.poolside import PoolSide
+    from poolbench.engine.poolside import build_pool_side
     from poolbench.engine.requests import Worker
     from poolbench.scenario import parse_scenario
 
@@ -27,8 +27,8 @@ def main() -> None:
         "workload: {session: closed, api: connection}\nload: {workers: 1}\nduration: 1s\n",
         "count",
     )
-    side = PoolSide(scenario, sa.make_url(url), "postgresql", "poolbench-count", lambda t: t)
-    side.executor.started_at = time.perf_counter()
+    side = build_pool_side(scenario, sa.make_url(url), "postgresql", "poolbench-count", lambda t: t)
+    side.driver.executor.started_at = time.perf_counter()
     worker = Worker(0, 1)
     picker = side.driver.picker
     query = sa.text("SELECT 1")
@@ -43,7 +43,7 @@ def main() -> None:
             with engine.connect() as conn:
                 conn.execute(query).all()
     elif mode == "poolbench":
-        run = side.executor.run
+        run = side.driver.executor.run
         for i in range(n):
             run(worker, picker.pick(worker.rng))  # what a closed-loop worker does
             if i % 1000 == 999:

@@ -26,7 +26,8 @@ from .. import errors
 from ..db.target import Target, scrub
 from ..metrics.histogram import LatencyHistogram
 from ..scenario.model import Phase, Scenario
-from .poolside import PoolReading, PoolSide, PoolTotals, merge_readings, merge_totals
+from .poolside import build_pool_side
+from .readings import GroupHistograms, PoolReading, PoolTotals
 
 READY_TIMEOUT_S = 60.0
 CALL_TIMEOUT_S = 30.0
@@ -55,7 +56,7 @@ def _child_main(conn: Any, events: Any, spec: ChildSpec) -> None:
         events.put((spec.index, t_s, message))
 
     try:
-        side = PoolSide(
+        side = build_pool_side(
             spec.scenario,
             spec.url,
             spec.kind,
@@ -202,10 +203,10 @@ class FleetPools:
             m["checked_out"] = max(m["checked_out"], r.checked_out)
             m["overflow"] = max(m["overflow"], r.overflow)
             m["waiting"] = max(m["waiting"], r.waiting)
-        merged, p99 = merge_readings(readings)
+        merged = PoolReading.merged(readings)
         self._server_ids = merged.server_ids
         self._open_ids = merged.open_ids
-        return merged, p99
+        return merged, merged.stats.checkout_wait_p99_ms
 
     def open_ids(self) -> set[int]:
         return self._open_ids
@@ -222,9 +223,9 @@ class FleetPools:
     def shutdown(self, grace_s: float) -> int:
         return sum(self._call("shutdown", grace_s, timeout=grace_s + CALL_TIMEOUT_S))
 
-    def totals(self) -> tuple[PoolTotals, list, list[dict[str, Any]]]:
+    def totals(self) -> tuple[PoolTotals, list[GroupHistograms], list[dict[str, Any]]]:
         parts: list[PoolTotals] = self._call("totals")
-        merged, groups = merge_totals(parts)
+        merged = PoolTotals.merged(parts)
         per_process = []
         for index, (part, pid, m) in enumerate(zip(parts, self.pids, self._maxima, strict=True)):
             wait = LatencyHistogram()
@@ -247,7 +248,7 @@ class FleetPools:
                     "checkout_wait_p99_ms": wait.percentile_ms(99),
                 }
             )
-        return merged, groups, per_process
+        return merged, merged.group_histograms(), per_process
 
     def close(self) -> None:
         if self._closed:

@@ -7,6 +7,12 @@
   10 ms after its time is *late*; both are counted, never silently absorbed.
 
 Phases change the worker count or the rate while the run goes on.
+
+Both are the threaded way to drive a pool side (engine/poolside.py's ``LoadDriver``):
+requests run in threads, a hold is spent in ``Event.wait`` (or on the server), and a
+caller waiting for a connection is a thread blocked in checkout, flagged on its
+:class:`Worker`. Another kind of pool side (an event loop driving an ``AsyncEngine``)
+brings its own driver; the measuring stays the same.
 """
 
 from __future__ import annotations
@@ -78,13 +84,44 @@ class _Driver:
 
     def waiting(self) -> int:
         """Callers blocked in checkout right now (SQLAlchemy does not count them)."""
+        timer = self.executor.timer
+        if timer is not None:
+            # tasks open their own sessions: their checkouts are timed at the pool
+            return timer.in_flight
         return sum(1 for w in self.workers if w.in_checkout)
 
     def set_phase(self, phase: Phase) -> None:
         raise NotImplementedError
 
-    def start(self) -> None:
+    def start(self, t0: float) -> None:
+        """Start the threads; they wait for the first phase before sending anything.
+        Times are measured from ``t0`` (perf_counter)."""
+        self.executor.started_at = t0
+        self._start()
+
+    def _start(self) -> None:
         raise NotImplementedError
+
+    def prefill(self, connections: int) -> None:
+        """Open ``connections`` connections at once and give them back."""
+        engine = self.executor.engine
+        opened = []
+        try:
+            for _ in range(connections):
+                opened.append(engine.connect())
+        finally:
+            for conn in opened:
+                conn.close()
+
+    def halt(self) -> None:
+        """Stop sending requests: in-flight ones end without being recorded, sleepers wake."""
+        self.executor.halted = True
+        self.stop.set()
+        self.wake()
+
+    def dispose(self) -> None:
+        """Close the engine's pooled connections (from any thread)."""
+        self.executor.engine.dispose()
 
     def wake(self) -> None:
         """Let threads see that ``stop`` is set."""
@@ -106,7 +143,7 @@ class ClosedLoop(_Driver):
         super().__init__(*args, **kwargs)
         self._active = 0
 
-    def start(self) -> None:
+    def _start(self) -> None:
         for worker in self.workers:
             self._spawn(self._loop, f"poolbench-worker-{worker.index}", worker)
 
@@ -140,7 +177,7 @@ class OpenLoop(_Driver):
         self._idle = threading.Semaphore(len(self.workers))
         self._rng = random.Random(None if self.seed is None else self.seed * 7919 + 1)
 
-    def start(self) -> None:
+    def _start(self) -> None:
         for worker in self.workers:
             self._spawn(self._serve_loop, f"poolbench-worker-{worker.index}", worker)
         self._spawn(self._dispatch, "poolbench-dispatcher")

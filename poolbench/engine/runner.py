@@ -35,14 +35,8 @@ from ..result import (
 from ..scenario.model import Phase, Scenario
 from ..units import format_duration
 from .faults import FaultSchedule, check_supported
-from .poolside import (
-    PoolReading,
-    PoolSide,
-    PoolTotals,
-    group_summaries,
-    merge_readings,
-    merge_totals,
-)
+from .poolside import PoolSide, build_pool_side
+from .readings import GroupHistograms, PoolReading, PoolTotals
 from .sampler import ServerWatch, Timeline
 
 WAITED_US = 1000  # a checkout slower than this had to wait for a connection
@@ -100,7 +94,7 @@ class Pools(Protocol):
     def idle_ids(self) -> list[int]: ...
     def stop_load(self) -> None: ...
     def shutdown(self, grace_s: float) -> int: ...
-    def totals(self) -> tuple[PoolTotals, list, list[dict[str, Any]]]: ...
+    def totals(self) -> tuple[PoolTotals, list[GroupHistograms], list[dict[str, Any]]]: ...
     def close(self) -> None: ...
 
 
@@ -122,7 +116,8 @@ class LocalPools:
         self.side.prefill(connections)
 
     def read(self) -> tuple[PoolReading, float | None]:
-        return merge_readings([self.side.read()])
+        reading = self.side.read()
+        return reading, reading.stats.checkout_wait_p99_ms
 
     def open_ids(self) -> set[int]:
         return self.side.open_ids()
@@ -139,9 +134,10 @@ class LocalPools:
     def shutdown(self, grace_s: float) -> int:
         return self.side.shutdown(grace_s)
 
-    def totals(self) -> tuple[PoolTotals, list, list[dict[str, Any]]]:
-        merged, groups = merge_totals([self.side.totals()])
-        return merged, groups, []
+    def totals(self) -> tuple[PoolTotals, list[GroupHistograms], list[dict[str, Any]]]:
+        # merged although alone: the same ordering and limits as a fleet's
+        merged = PoolTotals.merged([self.side.totals()])
+        return merged, merged.group_histograms(), []
 
     def close(self) -> None:
         self.side.close()
@@ -246,7 +242,7 @@ class _Run:
                 self._on_first_timeout,
                 self.options.verbose,
             )
-        side = PoolSide(
+        side = build_pool_side(
             self.scenario,
             self.target.url,
             self.target.kind,
@@ -426,12 +422,16 @@ class _Run:
     # -- the figures ------------------------------------------------------------------------------
 
     def _summary(
-        self, elapsed: float, timeline: Timeline, totals: PoolTotals, groups: list
+        self,
+        elapsed: float,
+        timeline: Timeline,
+        totals: PoolTotals,
+        groups: list[GroupHistograms],
     ) -> Summary:
         wait, hold = LatencyHistogram(), LatencyHistogram()
-        for _name, _session, w, h in groups:
-            wait.add(w)
-            hold.add(h)
+        for g in groups:
+            wait.add(g.wait)
+            hold.add(g.hold)
         maxima = timeline.maxima
         return Summary(
             duration_s=round(elapsed, 3),
@@ -459,7 +459,7 @@ class _Run:
             late_arrivals=totals.late,
             pool_events=totals.events,
             sqlalchemy_warnings=totals.sqlalchemy_messages,
-            groups=group_summaries(groups, totals),
+            groups=totals.group_summaries(),
             server_connections_at_exit=self._remaining,
             terminated_at_exit=self._terminated,
             leak_sites=totals.leak_sites,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ..db.server import ServerProbe, ServerView
 from ..result import Progress, Sample
-from .poolside import PoolReading
+from .readings import PoolReading
 
 SERVER_WAIT_S = 0.05  # how long a sample waits for the server's fresh count
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, deque
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 
 from ..result import ERROR_KINDS, ErrorExample, ErrorKindStats
 from .histogram import LatencyHistogram, percentile_of_counts
@@ -108,6 +109,18 @@ class IntervalStats:
     disconnects: int = 0
     errors: int = 0
     checkout_wait_p99_ms: float | None = None
+
+    @classmethod
+    def merged(cls, parts: Sequence[IntervalStats]) -> IntervalStats:
+        """Several processes' intervals: every count summed. The p99 cannot be merged from
+        p99s; it is left None for the caller, who has the waits themselves."""
+        return cls(
+            **{
+                f.name: sum(getattr(p, f.name) for p in parts)
+                for f in fields(cls)
+                if f.name != "checkout_wait_p99_ms"
+            }
+        )
 
 
 class _GroupTotals:
