@@ -37,7 +37,7 @@ CASES = [
         duration,
         kind,
         id=f"{name}-{kind}",
-        marks=pytest.mark.postgres if kind == "postgresql" else pytest.mark.mysql,
+        marks=MARKS[kind],
     )
     for name, (duration, kinds) in BUNDLED.items()
     for kind in kinds

@@ -2,7 +2,7 @@
 
 SQLAlchemy tells us checked_out / checked_in / overflow (``QueuePool`` methods) and
 fires events on connect, invalidate, close and checkin. It does not count callers
-blocked in checkout; the workers count those themselves (engine.workers).
+blocked in checkout; the load driver counts those itself (engine/load.py).
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ _SLEEP_SQL = {
 }
 
 
-def sampler(dist: Distribution) -> Callable[[random.Random], float]:
+def draw_from(dist: Distribution) -> Callable[[random.Random], float]:
     """A function drawing one value of ``dist`` (seconds) from a given RNG."""
     if dist.kind == "exponential" and dist.mean > 0:
         rate = 1.0 / dist.mean
@@ -83,8 +83,8 @@ class GroupPlan:
             group=group,
             query=sa.text(group.query),
             sleep_sql=sleep_sql,
-            hold=sampler(group.hold),
-            think=sampler(group.think),
+            hold=draw_from(group.hold),
+            think=draw_from(group.think),
             has_hold=group.hold.mean > 0 or group.hold.high > 0,
             has_think=group.think.mean > 0 or group.think.high > 0,
             task=import_task(group.task) if group.task else None,
