@@ -12,7 +12,7 @@ import pytest
 
 from poolbench.db.server import ServerView
 from poolbench.engine.load import ClosedLoop, OpenLoop
-from poolbench.engine.poolside import share_of
+from poolbench.engine.poolside import LoadDriver, share_of
 from poolbench.engine.readings import GroupTotals, PoolReading, PoolTotals
 from poolbench.engine.sampler import Timeline
 from poolbench.metrics.recorder import IntervalStats
@@ -349,6 +349,12 @@ def test_a_failing_request_is_reported_and_its_worker_goes_on():
     driver.halt()
     assert driver.join(2.0) == 0
     assert all(str(e) == "a bug in a request" for e in executor.unexpected_errors)
+
+
+def test_both_threaded_drivers_are_load_drivers():
+    assert isinstance(closed_loop(FakeExecutor()), LoadDriver)
+    assert isinstance(open_loop(FakeExecutor(), threads=2), LoadDriver)
+    assert not isinstance(object(), LoadDriver)
 
 
 def test_waiting_counts_workers_in_checkout_or_the_pool_s_timer():

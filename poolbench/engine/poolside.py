@@ -20,7 +20,7 @@ import gc
 import threading
 from collections.abc import Callable
 from time import perf_counter
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy.engine import URL, Engine
 
@@ -61,6 +61,7 @@ def share_of(phase: Phase, share: tuple[int, int]) -> Phase:
     return phase.model_copy(update={"workers": workers, "rate": rate})
 
 
+@runtime_checkable
 class LoadDriver(Protocol):
     """How a pool side's load is driven, and how a request's hold or wait is spent.
 
