@@ -436,11 +436,7 @@ class _Run:
     # -- the figures ------------------------------------------------------------------------------
 
     def _summary(
-        self,
-        elapsed: float,
-        timeline: Timeline,
-        totals: PoolTotals,
-        groups: list[GroupHistograms],
+        self, elapsed: float, timeline: Timeline, totals: PoolTotals, groups: list
     ) -> Summary:
         wait, hold = LatencyHistogram(), LatencyHistogram()
         for g in groups:
