@@ -16,6 +16,10 @@
    Target: flat (histograms, not lists of samples).
 4. Fleet: the same closed loop split over 1, 2 and 4 worker processes (each with its own
    pool): how far processes lift the GIL's ceiling on this machine.
+5. Async (asyncpg): poolbench's async request path against a bare loop of
+   ``async with engine.connect() as c: await c.execute(SELECT 1)`` on an AsyncEngine,
+   by instructions (target >= 0.95) and by wall clock (asyncio.gather of N such loops);
+   and poolbench's async side against its sync side at equal concurrency.
 
 Ratios come from short rounds interleaved in one run, because these machines are noisy:
 other tenants only ever slow a round down, so the fastest round of each side (best of N)
@@ -96,6 +100,42 @@ interval: {interval}
     return result.summary.operations / result.summary.duration_s
 
 
+def async_url(url: str) -> str:
+    """``url`` through asyncpg (the async driver FastAPI services use most)."""
+    parsed = sa.make_url(url)
+    return parsed.set(drivername=f"{parsed.get_backend_name()}+asyncpg").render_as_string(
+        hide_password=False
+    )
+
+
+def bare_async_loop(url: str, seconds: float) -> float:
+    """Requests per second of N coroutines on one loop, as a minimal async service does."""
+    import asyncio
+
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def main() -> float:
+        engine = create_async_engine(url, pool_size=WORKERS, max_overflow=0, pool_timeout=30)
+        query = sa.text("SELECT 1")
+        deadline = time.perf_counter() + seconds
+
+        async def work() -> int:
+            n = 0
+            while time.perf_counter() < deadline:
+                async with engine.connect() as conn:
+                    (await conn.execute(query)).all()
+                n += 1
+            return n
+
+        start = time.perf_counter()
+        counts = await asyncio.gather(*(work() for _ in range(WORKERS)))
+        elapsed = time.perf_counter() - start
+        await engine.dispose()
+        return sum(counts) / elapsed
+
+    return asyncio.run(main())
+
+
 def peak_rss_mb(url: str, seconds: float) -> tuple[float, int]:
     """Peak RSS (MB) and requests of a fresh process running poolbench this long."""
     code = f"""
@@ -170,12 +210,52 @@ def per_unit(mode: str, low: int, high: int, url: str) -> float:
     return (instructions(mode, high, url) - instructions(mode, low, url)) / (high - low)
 
 
+def bench_async(url: str, seconds: float, pairs: int, no_callgrind: bool) -> dict[str, object]:
+    """Section 5: the async request path against a bare async loop, and async against sync."""
+    aurl = async_url(url)
+    print("5. async (asyncpg): poolbench's async path vs a bare async loop; async vs sync")
+    figures: dict[str, object] = {}
+    if shutil.which("valgrind") and not no_callgrind:
+        bare = per_unit("async-bare", 300, 2300, aurl)
+        ours = per_unit("async-poolbench", 300, 2300, aurl)
+        figures["instructions"] = {"bare": bare, "poolbench": ours}
+        figures["ratio_instructions"] = round(bare / ours, 4)
+        print(
+            f"  bare async request {bare:,.0f} · poolbench async request {ours:,.0f} "
+            f"instructions: ratio {bare / ours:.3f} (target >= 0.95)"
+        )
+    harness = rounds(
+        "async",
+        pairs,
+        lambda: bare_async_loop(aurl, seconds),
+        lambda: poolbench_loop(aurl, seconds),
+    )
+    figures["harness"] = harness
+    print(
+        f"  async throughput ratio  best of {pairs}: {harness['best_ratio']:.3f}, median "
+        f"{harness['median_ratio']:.3f}"
+    )
+    sides = rounds(
+        "sync-async",
+        max(4, pairs // 2),
+        lambda: poolbench_loop(url, seconds),
+        lambda: poolbench_loop(aurl, seconds),
+    )
+    figures["async_vs_sync"] = sides
+    print(
+        f"  async side / sync side ({WORKERS} workers)  best: {sides['best_ratio']:.3f}, "
+        f"median {sides['median_ratio']:.3f}"
+    )
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--url", default=DEFAULT_URL)
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
     parser.add_argument("--json", help="write the figures here too")
     parser.add_argument("--no-callgrind", action="store_true", help="skip the instruction counts")
+    parser.add_argument("--only-async", action="store_true", help="only section 5 (async)")
     args = parser.parse_args()
     seconds = 2.0 if args.quick else 3.0
     pairs = 4 if args.quick else 10
@@ -185,6 +265,13 @@ def main() -> None:
         f"poolbench bench against {shown}, {WORKERS} workers, {pairs} pairs of "
         f"{seconds:g}s rounds, {os.cpu_count()} cores"
     )
+
+    if args.only_async:
+        figures = {"async": bench_async(url, seconds, pairs, args.no_callgrind)}
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(figures, f, indent=2)
+        return
 
     counted: dict[str, float] = {}
     if shutil.which("valgrind") and not args.no_callgrind:
@@ -228,6 +315,8 @@ def main() -> None:
         f"{long_s:g}s: {rss_long:.1f} MB after {ops_long} requests"
     )
 
+    async_figures = bench_async(url, seconds, pairs, args.no_callgrind)
+
     print("4. fleet: the same load over 1, 2 and 4 processes (api: session)")
     fleet = {}
     for n in (1, 2, 4):
@@ -235,6 +324,7 @@ def main() -> None:
         print(f"  {n} process{'es' if n > 1 else ''}: {fleet[n]:8.0f} req/s", flush=True)
 
     figures = {
+        "async": async_figures,
         "instructions": counted,
         "harness": harness,
         "orm_session": orm,

@@ -9,18 +9,42 @@ Use it without the CLI::
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from .db import open_target
-from .engine.runner import Observer, RunOptions, run_scenario
-from .errors import ExitStatus, PoolbenchError
-from .result import RunResult
-from .scenario import Scenario, load_scenario
-from .scenario.variants import PlannedRun, plan
+if TYPE_CHECKING:
+    from .engine.runner import RunOptions
+    from .errors import ExitStatus, PoolbenchError
+    from .result import RunResult
+    from .result.observer import Observer
+    from .scenario import Scenario, load_scenario
+    from .scenario.variants import PlannedRun
 
 __version__ = "0.1.0"
+
+# Imported on first use: pytest loads poolbench's plugin (poolbench.pytest_plugin) in every
+# test run of a project that has poolbench installed, and must not pay for the engine.
+_LAZY = {
+    "ExitStatus": ".errors",
+    "PoolbenchError": ".errors",
+    "Observer": ".result.observer",
+    "RunOptions": ".engine.runner",
+    "RunResult": ".result",
+    "Scenario": ".scenario",
+    "load_scenario": ".scenario",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'poolbench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
 
 
 def database_for(
@@ -29,12 +53,19 @@ def database_for(
     """The scenario's database as a context manager: ``url``, POOLBENCH_URL, the scenario's
     database.url, or an embedded PostgreSQL (configured as the scenario says) that is
     stopped and removed on exit."""
+    from .db import open_target
+
+    if scenario.app is not None:
+        from .app import app_target
+
+        return app_target(scenario, url)
     return open_target(
         url,
         scenario.database.url,
         environ,
         needs=scenario.database.requires,
         max_connections=scenario.database.embedded.max_connections,
+        driver=scenario.database.driver,
     )
 
 
@@ -48,6 +79,9 @@ def run(
 ) -> RunResult:
     """Run a scenario (a Scenario or a file) against ``url``, POOLBENCH_URL, the scenario's
     database.url, or else a throwaway embedded PostgreSQL."""
+    from .engine.runner import run_scenario
+    from .scenario import Scenario, load_scenario
+
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
     with database_for(scenario, url, environ) as target:
@@ -65,6 +99,9 @@ def run_all(
 ) -> list[RunResult]:
     """Run every variant of a scenario (its ``variants``, or ``vary`` flags such as
     ``"pool_pre_ping=false,true"``) one after another on the same database."""
+    from .scenario import Scenario, load_scenario
+    from .scenario.variants import plan
+
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
     planned = plan(scenario, vary)
@@ -79,6 +116,8 @@ def run_planned(
     observer: Observer | None = None,
 ) -> list[RunResult]:
     """Run planned variants in order on ``target``; stops after an interrupted one."""
+    from .engine.runner import RunOptions, run_scenario
+
     results: list[RunResult] = []
     for run in planned:
         opts = replace(options or RunOptions())

@@ -4,6 +4,10 @@ A condition is ``<op> <number>`` (op one of < <= > >= == !=), ``between A and B`
 (inclusive), or ``contains 'text'`` for the message figures. A figure that was not
 measured (None, e.g. first_timeout_at_s when nothing timed out) fails every
 numeric condition, so a threshold can never pass by accident.
+
+Work that fails fails the run, thresholds or not: errors of a kind the scenario did not
+set out to cause (see :func:`failed_work`) add a check of their own, ``unexpected_errors
+== 0`` (source ``default``), unless the scenario names what it tolerates.
 """
 
 from __future__ import annotations
@@ -12,8 +16,12 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeGuard
 
 from .result import CheckResult, Summary
+
+if TYPE_CHECKING:
+    from .scenario.model import Faults
 
 METRICS: dict[str, str] = {
     "operations": "requests finished, successful or not",
@@ -24,6 +32,12 @@ METRICS: dict[str, str] = {
     "disconnects": "errors the dialect treats as a lost connection",
     "too_many_connections": "connections the server refused (MySQL 1040, PostgreSQL 53300)",
     "other_errors": "errors of no other kind",
+    "cancelled": "requests cancelled mid-flight (cancel_after, async engines)",
+    "cancelled_returned": "cancelled requests whose connection went back to the pool",
+    "cancelled_invalidated": "cancelled requests whose connection was invalidated",
+    "cancelled_checked_out": "cancelled requests whose connection was still checked out "
+    "when the request ended",
+    "cancelled_in_checkout": "requests cancelled while waiting for a connection",
     "error_rate": "errors / operations",
     "first_timeout_at_s": "seconds into the run of the first TimeoutError",
     "first_timeout_message": "the first TimeoutError's message, verbatim",
@@ -32,13 +46,15 @@ METRICS: dict[str, str] = {
     "checkout_wait_p90_ms": "90th percentile of the checkout wait",
     "checkout_wait_p99_ms": "99th percentile of the checkout wait",
     "checkout_wait_max_ms": "longest checkout wait",
-    "wait_probability": "share of checkouts that waited more than 1 ms (Erlang C's P(wait))",
+    "wait_probability": "share of checkouts that blocked in the pool's queue: no idle connection "
+    "and no room to open one (Erlang C's P(wait))",
     "hold_p50_ms": "median time a request held its connection",
     "hold_p99_ms": "99th percentile of the hold time",
     "hold_max_ms": "longest hold time",
-    "max_checked_out": "most connections checked out at a sample",
-    "max_overflow": "most overflow connections (beyond pool_size) at a sample",
-    "max_waiting": "most callers blocked in checkout at a sample",
+    "max_checked_out": "most connections checked out at once (exact, at every checkout)",
+    "max_overflow": "most overflow connections (beyond pool_size) at once (exact)",
+    "max_waiting": "most callers in checkout at once (exact, counted as they enter and leave)",
+    "max_connections_open": "most connections the pool held open at once (exact, at every connect)",
     "max_server_connections": "most connections of this run the server counted at a sample",
     "max_stale": "most connections the pool held that the server had already closed",
     "leaked": "sessions a request never closed",
@@ -53,7 +69,10 @@ METRICS: dict[str, str] = {
     "invalidations": "connections the pool invalidated (hard)",
     "recycles": "connections replaced because they were older than pool_recycle",
     "pre_ping_recoveries": "checkouts whose ping failed and were reconnected transparently",
-    "gc_returned": "connections returned to the pool by the garbage collector",
+    "gc_returned": "connections returned to the pool by the garbage collector (an async "
+    "engine's collector terminates them instead, freeing the slot)",
+    "sqlalchemy_messages": "warnings and errors SQLAlchemy itself logged during the run",
+    "sqlalchemy_said": "what SQLAlchemy logged and warned, verbatim (one message a line)",
     "server_connections_at_exit": "connections of this run the server still showed at exit",
     "leak_suspects": "checkouts held longer than leak_detection (0 when it is off)",
     "first_too_many_connections_at_s": "seconds into the run of the first refused connection",
@@ -62,7 +81,7 @@ METRICS: dict[str, str] = {
     "(negative: the fleet can exhaust the server)",
 }
 
-STRING_METRICS = frozenset({"first_timeout_message"})
+STRING_METRICS = frozenset({"first_timeout_message", "sqlalchemy_said"})
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
@@ -121,7 +140,7 @@ def parse_condition(metric: str, text: object) -> Condition:
     )
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -129,8 +148,95 @@ def parse_conditions(conditions: dict[str, object]) -> list[Condition]:
     return [parse_condition(metric, text) for metric, text in conditions.items()]
 
 
-def evaluate(summary: Summary, thresholds: list[Condition], expect: list[Condition]) -> None:
-    """Fill in ``summary.thresholds`` and ``summary.expectations``."""
+# The figures that say what a scenario tolerates of one error kind; naming one of them
+# (in thresholds or expect) is the scenario's own rule for that kind.
+KIND_FIGURES: dict[str, frozenset[str]] = {
+    "other": frozenset({"other_errors"}),
+    "disconnect": frozenset({"disconnects"}),
+    "too_many_connections": frozenset({"too_many_connections", "first_too_many_connections_at_s"}),
+}
+# Naming one of these states the rule for every kind at once.
+ALL_KINDS_FIGURES = frozenset({"errors", "error_rate"})
+UNEXPECTED = "unexpected_errors"
+
+
+def expected_errors(faults: Faults) -> list[str]:
+    """Error kinds a scenario's faults set out to cause: a killed connection or a server
+    that closes idle ones is a disconnect; a restarted server also refuses connections
+    while it is down."""
+    kinds = []
+    if faults.kill or faults.server_idle_timeout or faults.restart:
+        kinds.append("disconnect")
+    if faults.restart:
+        kinds.append("other")  # connection refused while the server is down
+    return kinds
+
+
+def untolerated_kinds(named: set[str], expected: list[str]) -> list[str]:
+    """The error kinds that fail the run when any request meets them: every kind but
+    pool timeouts (what poolbench sets out to show) and injected errors (their own
+    outcome), less those the faults cause and those whose figures the checks name."""
+    if named & ALL_KINDS_FIGURES:
+        return []
+    return [
+        kind
+        for kind, figures in KIND_FIGURES.items()
+        if kind not in expected and not (figures & named)
+    ]
+
+
+def failed_work(summary: Summary, kinds: list[str]) -> CheckResult | None:
+    """The ``unexpected_errors == 0`` check, when requests met errors of ``kinds``."""
+    count = sum(summary.errors[kind].count for kind in kinds)
+    if not count:
+        return None
+    return CheckResult(UNEXPECTED, "== 0", count, False, "default")
+
+
+def failure_line(summary: Summary) -> str | None:
+    """One line for a run failed by its own work: how many, and the first message."""
+    check = next((c for c in summary.thresholds if c.source == "default"), None)
+    if check is None:
+        return None
+    examples = [
+        example
+        for kind, stats in summary.errors.items()
+        if kind != "timeout"
+        for example in stats.examples
+    ]
+    first = min(examples, key=lambda e: e.first_at_s, default=None)
+    line = f"{check.value} of {summary.operations} requests failed"
+    return f"{line}: {first.message}" if first is not None else line
+
+
+def failed_groups(summary: Summary) -> list[str]:
+    """Groups in which every request failed (none succeeded, none was injected)."""
+    return [g.name for g in summary.groups if g.operations and g.errors == g.operations]
+
+
+def evaluate(
+    summary: Summary,
+    thresholds: list[Condition],
+    expect: list[Condition],
+    expected: list[str] | None = None,
+    changed_by: tuple[str, ...] = (),
+) -> None:
+    """Fill in ``summary.thresholds`` and ``summary.expectations``; errors the scenario
+    did not set out to cause add a failed ``default`` check to the thresholds.
+
+    When the user changed the scenario (``changed_by``: --set, --duration, --vary), its
+    expectations describe it as written: those that still hold are reported as held,
+    those that do not are measured but not checked (``summary.skipped_expectations``,
+    with the reason), since the change may be what broke them. Thresholds always gate."""
     figures = summary.figures()
     summary.thresholds = [c.evaluate(figures, "threshold") for c in thresholds]
-    summary.expectations = [c.evaluate(figures, "expect") for c in expect]
+    evaluated = [c.evaluate(figures, "expect") for c in expect]
+    broken = [c for c in evaluated if not c.ok] if changed_by else []
+    summary.expectations = [c for c in evaluated if c not in broken]
+    summary.skipped_expectations = broken
+    if broken:
+        summary.expectations_skipped_because = "the scenario was changed: " + ", ".join(changed_by)
+    named = {c.metric for c in (*thresholds, *expect)}
+    check = failed_work(summary, untolerated_kinds(named, expected or []))
+    if check is not None:
+        summary.thresholds.append(check)

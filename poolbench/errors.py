@@ -29,6 +29,18 @@ class UsageError(PoolbenchError):
     """A flag or an override is malformed."""
 
 
+class OutputFileError(PoolbenchError):
+    """A result file (--json, --html, --csv, --junit) cannot be written; names the file."""
+
+
+class OutputsNotWritten(PoolbenchError):
+    """One or more result files failed while the others were written; one line each."""
+
+    def __init__(self, failures: list[OutputFileError]):
+        self.failures = failures
+        super().__init__("\n".join(str(f) for f in failures))
+
+
 class ScenarioError(PoolbenchError):
     """The scenario file cannot be read or does not validate."""
 
@@ -55,8 +67,36 @@ class DatabaseUnreachable(DatabaseError):
 
 
 class UnsupportedDatabase(DatabaseError):
-    """The scenario needs a database kind (dialect) other than the one given."""
+    """The scenario needs a database kind (dialect) other than the one given.
+
+    The message states the facts; what would do instead is data (``example_url``, a URL
+    of a database that would; ``embedded``, the embedded server that would), which the
+    CLI turns into the flags to use.
+    """
+
+    def __init__(
+        self, message: str, *, example_url: str | None = None, embedded: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.example_url = example_url
+        self.embedded = embedded
 
 
 class EmbeddedServerError(DatabaseError):
     """The embedded PostgreSQL server could not be started."""
+
+
+class JoinTimeout(DatabaseError):
+    """Not every node of a run joined in time; the message names the missing indexes."""
+
+
+class NodeConflict(UsageError):
+    """This node cannot join the run: its index is taken, --nodes differs, or it started."""
+
+
+class UnknownBackend(DatabaseError):
+    """The URL names a database or a driver poolbench cannot measure (sqlite, oracle, ...)."""
+
+
+class DriverNotInstalled(DatabaseError):
+    """The URL's driver is one poolbench knows, but its package is not installed."""

@@ -15,9 +15,22 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from poolbench.db.target import Target, parse_url
-from poolbench.engine.runner import Observer, RunOptions, run_scenario
+from poolbench.engine.runner import RunOptions, run_scenario
 from poolbench.result import RunResult
+from poolbench.result.observer import Observer
 from poolbench.scenario import parse_scenario
+
+# PyMySQL (1.2 and later) negotiates TLS by default and builds an SSL context for every
+# connection; with OpenSSL 3 that loads the whole CA bundle, 140-220 ms of CPU per connect
+# on our CI machines, which the loopback test server (no TLS) then declines anyway. The
+# suite's expectations are about pools, not about certificate loading, so the tests (and
+# the poolbench processes they start) see an empty CA store. poolbench itself leaves the
+# driver as the user's application has it: a run shows this cost in connect_ms.
+_NO_CA = os.path.join(os.path.dirname(__file__), "data", "no-ca")
+os.environ["SSL_CERT_FILE"] = os.path.join(_NO_CA, "none.pem")
+os.environ["SSL_CERT_DIR"] = _NO_CA
+
+pytest_plugins = ["pytester"]  # the pytest plugin's own tests (test_pytest_plugin.py)
 
 PG_URL = os.environ.get(
     "POOLBENCH_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"

@@ -3,7 +3,16 @@
 import pytest
 
 from poolbench import checks
-from poolbench.result import ERROR_KINDS, ErrorKindStats, Percentiles, PoolEvents, Summary
+from poolbench.result import (
+    ERROR_KINDS,
+    ErrorKindStats,
+    Latencies,
+    Leaks,
+    Peaks,
+    Percentiles,
+    PoolEvents,
+    Summary,
+)
 
 
 def summary(**overrides) -> Summary:
@@ -17,16 +26,13 @@ def summary(**overrides) -> Summary:
         first_timeout_message="QueuePool limit of size 5 overflow 10 reached, connection "
         "timed out, timeout 3.00",
         errors={k: ErrorKindStats() for k in ERROR_KINDS},
-        checkout_wait_ms=Percentiles(count=100, p50=1.0, p90=2.0, p99=40.0, max=3000.0),
-        hold_ms=Percentiles(),
-        wait_probability=0.1,
-        max_checked_out=15,
-        max_overflow=10,
-        max_waiting=5,
-        max_stale=0,
-        max_server_connections=15,
-        leaked=15,
-        leaked_at_first_timeout=15,
+        latencies=Latencies(
+            checkout_wait_ms=Percentiles(count=100, p50=1.0, p90=2.0, p99=40.0, max=3000.0),
+            hold_ms=Percentiles(),
+            wait_probability=0.1,
+        ),
+        peaks=Peaks(checked_out=15, overflow=10, waiting=5, server_connections=15, stale=0),
+        leaks=Leaks(sessions=15, at_first_timeout=15),
         injected_errors=0,
         keepalive_pings=0,
         keepalive_errors=0,

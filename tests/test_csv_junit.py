@@ -15,11 +15,12 @@ import pytest
 from poolbench.output.csvout import (
     SUMMARY_COLUMNS,
     TIMELINE_COLUMNS,
-    timeline_rows,
-    variant_label,
+    timeline_table,
     write_csv,
 )
 from poolbench.output.junit import junit_xml, write_junit
+from poolbench.result import RunResult
+from poolbench.result.document import load_document as typed
 
 DATA = Path(__file__).parent / "data"
 
@@ -51,15 +52,15 @@ def check(metric: str, condition: str, value: Any, ok: bool, source: str = "thre
 
 
 def test_one_run_writes_timeline_and_summary(tmp_path: Path) -> None:
-    paths = write_csv(load("rare-leak.json"), tmp_path / "out" / "nightly")
+    paths = write_csv(typed(load("rare-leak.json")), tmp_path / "out" / "nightly")
 
     assert paths == [tmp_path / "out/nightly_timeline.csv", tmp_path / "out/nightly_summary.csv"]
     header, rows = read_csv(paths[0])
     assert header == [
         *TIMELINE_COLUMNS,
         "server_total",
-        "server_idle",
         "server_idle_in_transaction",
+        "server_idle",
     ]
     assert len(rows) == 10
     assert rows[0] == {
@@ -78,6 +79,9 @@ def test_one_run_writes_timeline_and_summary(tmp_path: Path) -> None:
         "invalidations": "0",
         "gc_returned": "0",
         "leaked_open": "4",
+        "peak_checked_out": "",  # written before peaks were measured
+        "peak_waiting": "",
+        "peak_overflow": "",
         "server_total": "9",
         "server_idle": "5",
         "server_idle_in_transaction": "4",
@@ -99,6 +103,7 @@ def test_one_run_writes_timeline_and_summary(tmp_path: Path) -> None:
             "errors_disconnect": "0",
             "errors_too_many_connections": "0",
             "errors_other": "0",
+            "errors_cancelled": "",  # written before cancellations were measured
             "checkout_wait_p50_ms": "0.158",
             "checkout_wait_p90_ms": "5.263",
             "checkout_wait_p99_ms": "2000.895",
@@ -108,6 +113,7 @@ def test_one_run_writes_timeline_and_summary(tmp_path: Path) -> None:
             "max_checked_out": "15",
             "max_overflow": "10",
             "max_waiting": "10",
+            "max_connections_open": "",  # not measured then
             "max_server_connections": "15",
             "leaked": "15",
             "passed": "true",
@@ -121,14 +127,14 @@ def test_null_is_an_empty_cell_and_an_uncounted_state_is_zero(tmp_path: Path) ->
     document["timeline"][1]["server_connections"] = None  # the server could not be asked
     document["timeline"][2]["server_connections"] = {"active": 2, "total": 2}
 
-    timeline, summary = write_csv(document, tmp_path / "r")
+    timeline, summary = write_csv(typed(document), tmp_path / "r")
 
     header, rows = read_csv(timeline)
     assert header[-4:] == [
         "server_total",
         "server_active",
-        "server_idle",
         "server_idle_in_transaction",
+        "server_idle",
     ]
     assert rows[0]["checkout_wait_p99_ms"] == ""
     assert [rows[1][c] for c in header[-4:]] == ["", "", "", ""]
@@ -145,12 +151,12 @@ def test_server_states_become_column_names(tmp_path: Path) -> None:
         "total": 3,
     }
 
-    header, rows = read_csv(write_csv(document, tmp_path / "r")[0])
+    header, rows = read_csv(write_csv(typed(document), tmp_path / "r")[0])
 
     assert header[-5:] == [
         "server_total",
-        "server_idle",
         "server_idle_in_transaction",
+        "server_idle",
         "server_fastpath_function_call",
         "server_idle_in_transaction_aborted",
     ]
@@ -163,7 +169,7 @@ def test_comparison_is_one_timeline_file_with_a_variant_column(tmp_path: Path) -
     document["runs"][1]["timeline"][0]["server_connections"] = {"active": 8, "total": 8}
     document["runs"][1]["summary"]["first_timeout_at_s"] = 1.5
 
-    timeline, summary = write_csv(document, tmp_path / "cmp")
+    timeline, summary = write_csv(typed(document), tmp_path / "cmp")
 
     header, rows = read_csv(timeline)
     assert header[0] == "variant"
@@ -171,8 +177,8 @@ def test_comparison_is_one_timeline_file_with_a_variant_column(tmp_path: Path) -
         *TIMELINE_COLUMNS,
         "server_total",
         "server_active",
-        "server_idle",
         "server_idle_in_transaction",
+        "server_idle",
     ]
     assert len(rows) == 2 * 24
     assert {r["variant"] for r in rows[:24]} == {"pre_ping=True, timeout=0.5"}
@@ -189,8 +195,11 @@ def test_comparison_is_one_timeline_file_with_a_variant_column(tmp_path: Path) -
 
 
 def test_a_variant_is_named_as_the_terminal_names_it() -> None:
+    def variant_label(run: dict[str, Any]) -> str:
+        return RunResult.from_dict(run).label()
+
     assert variant_label({"variant": None}) == ""
-    # exactly the terminal's label (output.compare.variant_label / scenario settings_label)
+    # exactly the terminal's label (RunResult.label, as compare's table names a variant)
     assert variant_label({"variant": {"pool.pool_recycle": "1s", "pool_size": 10}}) == (
         "recycle=1s, pool_size=10"
     )
@@ -201,7 +210,7 @@ def test_a_variant_is_named_as_the_terminal_names_it() -> None:
 def test_csv_tolerates_missing_keys(tmp_path: Path) -> None:
     document = {"schema_version": 1, "run_id": "abc", "timeline": [{"t_s": 1.0, "new_key": 3}]}
 
-    timeline, summary = write_csv(document, str(tmp_path / "deep" / "er" / "x"))
+    timeline, summary = write_csv(typed(document), str(tmp_path / "deep" / "er" / "x"))
 
     _, rows = read_csv(timeline)
     assert rows[0]["t_s"] == "1.0"
@@ -215,7 +224,7 @@ def test_csv_quotes_phase_names() -> None:
     document = load("bursts.json")
     document["timeline"][0]["phase"] = 'burst, "big"'
 
-    header, rows = timeline_rows(document)
+    header, rows = timeline_table(typed(document))
     out = io.StringIO()
     csv.writer(out).writerows([header, *rows])
     assert next(csv.DictReader(io.StringIO(out.getvalue())))["phase"] == 'burst, "big"'
@@ -230,7 +239,7 @@ def parse(xml: str) -> ET.Element:
 
 
 def test_each_check_is_a_testcase() -> None:
-    root = parse(junit_xml(load("rare-leak.json")))
+    root = parse(junit_xml(typed(load("rare-leak.json"))))
 
     assert root.tag == "testsuites"
     assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("5", "0", "0")
@@ -264,7 +273,7 @@ def test_a_breached_check_is_a_failure() -> None:
     ]
     document["summary"]["passed"] = False
 
-    root = parse(junit_xml(document))
+    root = parse(junit_xml(typed(document)))
 
     [suite] = root.findall("testsuite")
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("9", "3", "0")
@@ -302,7 +311,7 @@ def test_special_characters_are_escaped() -> None:
     ]
     document["notes"] = ["requests <still> running & ended"]
 
-    xml = junit_xml(document)
+    xml = junit_xml(typed(document))
     root = parse(xml)
 
     assert "\x00" not in xml and "\x1b" not in xml
@@ -323,7 +332,7 @@ def test_an_interrupted_run_adds_an_error() -> None:
     document["interrupted"] = True
     document["summary"]["duration_s"] = 4.2
 
-    root = parse(junit_xml(document))
+    root = parse(junit_xml(typed(document)))
 
     [suite] = root.findall("testsuite")
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("6", "0", "1")
@@ -340,7 +349,7 @@ def test_a_run_without_checks_is_an_empty_suite() -> None:
     document["summary"]["expectations"] = []
     del document["summary"]["thresholds"]  # a key a future schema might leave out
 
-    root = parse(junit_xml(document))
+    root = parse(junit_xml(typed(document)))
 
     [suite] = root.findall("testsuite")
     assert suite.get("tests") == "0"
@@ -352,7 +361,7 @@ def test_a_comparison_is_one_suite_per_run(tmp_path: Path) -> None:
     document = comparison({"pool_pre_ping": True, "pool_timeout": 0.5}, {"pool_pre_ping": False})
     document["runs"][1]["summary"]["expectations"][0]["ok"] = False
 
-    path = write_junit(document, tmp_path / "reports" / "junit.xml")
+    path = write_junit(typed(document), tmp_path / "reports" / "junit.xml")
 
     root = ET.parse(path).getroot()
     suites = root.findall("testsuite")
@@ -375,6 +384,6 @@ def test_a_comparison_is_one_suite_per_run(tmp_path: Path) -> None:
 def test_samples_render_without_change(name: str, tmp_path: Path) -> None:
     document = load(name)
     before = copy.deepcopy(document)
-    write_csv(document, tmp_path / "x")
-    junit_xml(document)
+    write_csv(typed(document), tmp_path / "x")
+    junit_xml(typed(document))
     assert document == before

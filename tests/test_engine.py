@@ -24,17 +24,17 @@ def test_leaky_sessions_drain_the_pool_and_time_out(db_url):
     canary = Canary()
     result = run_yaml(SMALL_POOL + "workload: {session: leaky, hold: 5ms}", db_url, observer=canary)
     s = result.summary
-    assert s.max_checked_out == 3 and s.max_overflow == 1
-    assert s.leaked == 3 and s.leaked_at_first_timeout == 3
+    assert s.peaks.checked_out == 3 and s.peaks.overflow == 1
+    assert s.leaks.sessions == 3 and s.leaks.at_first_timeout == 3
     assert s.timeouts >= 1 and s.errors["timeout"].count == s.timeouts
     assert s.first_timeout_message.startswith(
         "QueuePool limit of size 2 overflow 1 reached, connection timed out, timeout 0.50"
     )
     assert 0.4 < s.first_timeout_at_s < 1.5
-    assert s.checkout_wait_ms.max >= 500
-    assert s.max_waiting >= 2  # the workers whose requests could not get a connection
-    assert s.max_server_connections == 3  # the server saw exactly the pool's connections
-    assert s.server_connections_at_exit == 0 and s.terminated_at_exit == 0
+    assert s.latencies.checkout_wait_ms.max >= 500
+    assert s.peaks.waiting >= 2  # the workers whose requests could not get a connection
+    assert s.peaks.server_connections == 3  # the server saw exactly the pool's connections
+    assert s.server.connections_at_exit == 0 and s.server.terminated_at_exit == 0
     assert canary.names()[0] == "started" and "first_timeout" in canary.names()
     assert canary.names()[-1] == "finished"
     assert result.timeline[-1].t_s == 2.0
@@ -48,11 +48,11 @@ def test_closed_sessions_never_time_out(db_url):
     )
     result = run_yaml(text + "workload: {session: closed, hold: 5ms, think: 5ms}", db_url)
     s = result.summary
-    assert s.timeouts == 0 and s.error_count == 0 and s.leaked == 0
+    assert s.timeouts == 0 and s.error_count == 0 and s.leaks.sessions == 0
     assert s.operations > 50 and s.ok == s.operations
-    assert 1 <= s.max_checked_out <= 3
-    assert s.hold_ms.p50 >= 5
-    assert s.server_connections_at_exit == 0
+    assert 1 <= s.peaks.checked_out <= 3
+    assert s.latencies.hold_ms.p50 >= 5
+    assert s.server.connections_at_exit == 0
 
 
 def test_leak_hold_releases_leaked_sessions(db_url):
@@ -61,22 +61,22 @@ def test_leak_hold_releases_leaked_sessions(db_url):
     )
     s = run_yaml(text, db_url).summary
     assert s.timeouts == 0
-    assert s.leaked > 3  # more leaks than the pool holds: each was released after 200 ms
+    assert s.leaks.sessions > 3  # more leaks than the pool holds: each was released after 200 ms
 
 
 def test_unclosed_sessions_come_back_through_the_garbage_collector(db_url):
     s = run_yaml(SMALL_POOL + "workload: {session: unclosed, hold: 5ms}", db_url).summary
-    assert s.leaked >= 3
+    assert s.leaks.sessions >= 3
     # whatever the collector did not return during the run, the final collection did
     assert s.pool_events.gc_returned >= 3
-    assert s.server_connections_at_exit == 0
+    assert s.server.connections_at_exit == 0
 
 
 def test_leak_on_error_leaks_exactly_the_failed_requests(db_url):
     text = SMALL_POOL + "workload: {session: leak_on_error, error_rate: 0.3, hold: 5ms}"
     s = run_yaml(text, db_url).summary
     assert s.injected_errors >= 1
-    assert s.leaked == s.injected_errors
+    assert s.leaks.sessions == s.injected_errors
     assert s.error_count == s.timeouts  # injected errors are not database errors
 
 
@@ -119,7 +119,7 @@ def test_server_side_hold_shows_active_connections(db_url):
         "workload: {session: closed, hold: 100ms, hold_in: server}"
     )
     result = run_yaml(text, db_url)
-    assert result.summary.hold_ms.p50 >= 95
+    assert result.summary.latencies.hold_ms.p50 >= 95
     assert any((x.server_connections or {}).get("active", 0) >= 1 for x in result.timeline)
 
 
@@ -128,8 +128,8 @@ def test_nullpool_connects_for_every_request(db_url):
     s = run_yaml(text, db_url, overrides=("pool.poolclass=NullPool",)).summary
     assert s.ok > 10
     assert s.pool_events.connects >= s.ok
-    assert s.max_overflow == 0 and s.timeouts == 0
-    assert s.server_connections_at_exit == 0
+    assert s.peaks.overflow == 0 and s.timeouts == 0
+    assert s.server.connections_at_exit == 0
 
 
 def test_samples_are_consistent(db_url):
@@ -157,8 +157,8 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_measurements(db_url):
         timer.cancel()
     assert result.interrupted
     assert 1.0 < result.summary.duration_s < 5
-    assert result.summary.leaked == 3 and result.summary.max_checked_out == 3
-    assert result.summary.server_connections_at_exit == 0
+    assert result.summary.leaks.sessions == 3 and result.summary.peaks.checked_out == 3
+    assert result.summary.server.connections_at_exit == 0
 
 
 def test_stuck_requests_are_ended_on_the_server_and_others_are_left_alone(
@@ -169,8 +169,8 @@ def test_stuck_requests_are_ended_on_the_server_and_others_are_left_alone(
     )
     result = run_yaml(text, db_url, options=RunOptions(grace_s=0.5))
     s = result.summary
-    assert s.terminated_at_exit == 3 and s.server_connections_at_exit == 0
-    assert "still running" in result.notes[0]
+    assert s.server.terminated_at_exit == 3 and s.server.connections_at_exit == 0
+    assert "3 requests still held a connection 0.5s after the end" in result.notes[0]
     # the connection poolbench did not open is alive and well
     assert outside_connection.execute(sa.text("SELECT 1")).scalar() == 1
 

@@ -13,6 +13,8 @@ from sqlalchemy import exc as sa_exc
 from poolbench import errors
 from poolbench.cli import main
 from poolbench.db import open_target
+from poolbench.db.backends.mysql import MySQL, PyMySQL
+from poolbench.db.backends.postgresql import PostgreSQL, Psycopg2
 from poolbench.engine.classify import classify
 from poolbench.engine.faults import check_supported
 from poolbench.engine.runner import run_scenario
@@ -44,9 +46,9 @@ def test_an_idle_gap_longer_than_the_server_limit_breaks_requests_once(db_url):
         assert "server closed the connection unexpectedly" in example.message
     else:
         assert example.code in ("2006", "2013", "4031")
-    assert s.max_stale == 3  # the pool held three connections the server had closed
+    assert s.peaks.stale == 3  # the pool held three connections the server had closed
     assert s.pool_events.invalidations >= 1 and s.pool_events.reconnects == 3
-    assert s.server_connections_at_exit == 0
+    assert s.server.connections_at_exit == 0
 
 
 def test_pre_ping_recovers_inside_checkout(db_url):
@@ -64,7 +66,7 @@ def test_recycle_below_the_idle_limit_replaces_connections_first(db_url):
 def test_a_keepalive_job_keeps_every_connection_warm(db_url):
     s = run_yaml(GAP, db_url, overrides=("keepalive.every=200ms",)).summary
     assert s.error_count == 0 and s.keepalive_errors == 0
-    assert s.keepalive_pings >= 10 and s.max_stale == 0
+    assert s.keepalive_pings >= 10 and s.peaks.stale == 0
 
 
 KILL = """
@@ -85,7 +87,7 @@ def test_kill_all_ends_every_connection_of_the_run_and_no_one_elses(db_url, outs
     (fault,) = result.faults
     assert (fault.kind, fault.t_s, fault.error) == ("kill", 1.0, None)
     assert fault.ended == 4  # the whole pool: leaked and idle alike
-    assert result.summary.server_connections_at_exit == 0
+    assert result.summary.server.connections_at_exit == 0
     assert outside_connection.execute(sa.text("SELECT 1")).scalar() == 1
 
 
@@ -105,10 +107,11 @@ def test_kill_idle_spares_the_connections_requests_hold(db_url):
 
 
 def test_faults_that_cannot_apply_are_refused():
+    pg = PostgreSQL(Psycopg2())
     with pytest.raises(errors.UnsupportedDatabase, match="PostgreSQL 14 or later"):
-        check_supported(Faults(server_idle_timeout=2), "postgresql", "13.4", None)
+        check_supported(Faults(server_idle_timeout=2), pg, "13.4", None)
     with pytest.raises(errors.UnsupportedDatabase, match="only on the embedded PostgreSQL"):
-        check_supported(Faults(restart=[{"at": 1}]), "postgresql", "16.2", None)
+        check_supported(Faults(restart=[{"at": 1}]), pg, "16.2", None)
 
 
 def test_fault_times_must_fall_inside_the_run():
@@ -135,7 +138,7 @@ def test_restarting_the_embedded_server_mid_run():
     s = result.summary
     assert s.error_count == 0  # nothing ran during the restart; pre-ping replaced the rest
     assert s.pool_events.pre_ping_recoveries >= 1
-    assert s.server_connections_at_exit == 0
+    assert s.server.connections_at_exit == 0
 
 
 # -- classification, with real driver exceptions ------------------------------------------
@@ -182,7 +185,10 @@ def _wrap(orig, invalidated=False):
     ],
 )
 def test_every_error_is_classified_once(error, kind, code):
-    got_kind, got_code, message = classify(error)
+    # each driver's exception, read by its own backend
+    pg = isinstance(getattr(error, "orig", None), psycopg2.Error)
+    backend = PostgreSQL(Psycopg2()) if pg else MySQL(PyMySQL())
+    got_kind, got_code, message = classify(error, backend)
     assert got_kind == kind
     if code is not None:
         assert got_code == code
@@ -191,7 +197,8 @@ def test_every_error_is_classified_once(error, kind, code):
 
 def test_classification_scrubs_secrets():
     error = _wrap(pymysql.err.OperationalError(1045, "Access denied, password s3cr3t-pw"))
-    assert "s3cr3t" not in classify(error, lambda s: s.replace("s3cr3t-pw", "***"))[2]
+    backend = MySQL(PyMySQL())
+    assert "s3cr3t" not in classify(error, backend, lambda s: s.replace("s3cr3t-pw", "***"))[2]
 
 
 # -- comparing fixes ------------------------------------------------------------------------

@@ -24,15 +24,15 @@ def test_each_process_has_its_own_pool_and_the_result_merges_them(db_url):
     result = run_yaml(FLEET, db_url)
     s = result.summary
     assert s.processes == 3 and len(result.processes) == 3
-    assert s.worst_case_connections == 9
-    assert len({p["pid"] for p in result.processes}) == 3
-    assert s.operations == sum(p["operations"] for p in result.processes) > 100
-    assert all(p["max_checked_out"] <= 3 for p in result.processes)
-    assert s.max_checked_out <= 9 and s.max_server_connections <= 9
-    assert s.checkout_wait_ms.count == s.operations  # histograms merged, nothing lost
+    assert s.server.worst_case == 9
+    assert len({p.pid for p in result.processes}) == 3
+    assert s.operations == sum(p.operations for p in result.processes) > 100
+    assert all(p.max_checked_out <= 3 for p in result.processes)
+    assert s.peaks.checked_out <= 9 and s.peaks.server_connections <= 9
+    assert s.latencies.checkout_wait_ms.count == s.operations  # histograms merged, nothing lost
     assert sum(x.operations for x in result.timeline) == s.operations
-    assert s.server_connections_at_exit == 0
-    assert s.connection_headroom == result.database.available_connections - 9
+    assert s.server.connections_at_exit == 0
+    assert s.server.headroom == result.database.available_connections - 9
 
 
 def test_a_leak_in_one_process_of_a_fleet_is_reported(pg_url):
@@ -40,10 +40,10 @@ def test_a_leak_in_one_process_of_a_fleet_is_reported(pg_url):
         "leak_detection: 500ms\n"
     )
     s = run_yaml(text, pg_url).summary
-    assert s.timeouts >= 1 and s.leaked == 9
+    assert s.timeouts >= 1 and s.leaks.sessions == 9
     assert s.first_timeout_message.startswith("QueuePool limit of size 2 overflow 1 reached")
-    assert s.leak_sites and s.leak_sites[0].count == 9
-    assert s.server_connections_at_exit == 0
+    assert s.leaks.sites and s.leaks.sites[0].count == 9
+    assert s.server.connections_at_exit == 0
 
 
 @pytest.mark.postgres
@@ -70,6 +70,7 @@ def test_ctrl_c_stops_every_process(pg_url, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     for line in proc.stdout:
         if line.startswith("progress: 2.0 s"):

@@ -24,9 +24,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from poolbench.output import html as report
 from poolbench.output.compare import comparison_rows
-from poolbench.output.html import chart_data, render_html
-from poolbench.output.jsonout import results_of
+from poolbench.result import RunResult
+from poolbench.result.document import load_document
 from poolbench.scenario.model import settings_label
 
 DATA = Path(__file__).parent / "data"
@@ -36,6 +37,15 @@ HOSTILE = "</script><script>alert(1)</script>"
 
 def load(name: str) -> dict:
     return json.loads((DATA / f"{name}.json").read_text())
+
+
+def render_html(document: dict) -> str:
+    """The page for a saved document, read as ``poolbench report`` reads it."""
+    return report.render_html(load_document(document))
+
+
+def chart_data(run: dict) -> dict:
+    return report.chart_data(RunResult.from_dict(run))
 
 
 def comparison() -> dict:
@@ -253,6 +263,14 @@ def test_chart_data_columns():
         sample["disconnects"] = 0
     assert chart_data(doc)["series"]["checkout_wait_p50_ms"][0] == 1.5
     assert chart_data(doc)["series"]["disconnects"][0] == 0
+    assert "peak_checked_out" not in chart_data(doc)["series"]  # an older result has none
+
+    for sample in doc["timeline"]:
+        sample["peak_checked_out"], sample["peak_waiting"] = 12, 3
+    peaks = chart_data(doc)["series"]
+    assert peaks["peak_checked_out"][0] == 12 and peaks["peak_waiting"][0] == 3
+    script = (Path(report.__file__).parent / "assets" / "report.js").read_text()
+    assert 'label: "checked out, peak"' in script
 
     leak = chart_data(load("rare-leak"))
     assert leak["markers"] == [
@@ -316,7 +334,7 @@ def test_faults_table():
 def test_comparison_columns_agree_with_the_terminal():
     doc = load("failover")
     rows = table_of(section_of(render_html(doc), "comparison"))
-    expected = comparison_rows(results_of(doc))
+    expected = comparison_rows(load_document(doc).runs)
     assert [r["variant"].split(" pre_ping=")[0].split(" use_lifo=")[0] for r in rows] == [
         "FIFO", "FIFO + pre_ping", "LIFO", "LIFO + pre_ping"
     ]  # fmt: skip

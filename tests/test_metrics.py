@@ -40,8 +40,10 @@ def test_histograms_merge_exactly():
 
 def test_error_log_counts_kinds_and_keeps_first_examples():
     log = ErrorLog()
-    assert log.record("timeout", "3o7r", "QueuePool limit ...", 3.0) is True
-    assert log.record("timeout", "3o7r", "QueuePool limit ...", 3.5) is False
+    assert log.first_timeout(3.0, "QueuePool limit ...") is True  # as it happens
+    assert log.first_timeout(3.5, "QueuePool limit ...") is False
+    log.record("timeout", "3o7r", "QueuePool limit ...", 3.0)
+    log.record("timeout", "3o7r", "QueuePool limit ...", 3.5)
     for i in range(10):
         log.record("disconnect", "2013", f"Lost connection {i}", 4.0 + i)
     snap = log.snapshot()
@@ -131,3 +133,15 @@ def test_memory_is_bounded_and_precision_kept_on_long_runs():
     assert p.count == len(exact)
     true_p99 = exact[-(-len(exact) * 99 // 100) - 1] / 1000
     assert abs(p.p99 - true_p99) / true_p99 < 0.002  # 3 significant digits
+
+
+def test_errors_are_counted_with_the_records_that_carry_them():
+    # an error is logged when its request's record is folded in, never before: a request
+    # that ends after the last drain is in neither the operations nor the errors
+    rec = Recorder()
+    agg = Aggregator([("a", "closed")])
+    rec.finished(0, OUTCOME["other"], 10, 0, error=("other", "42P01", "no such table", 0.1))
+    assert rec.errors.snapshot()["other"].count == 0
+    agg.absorb(rec.drain())
+    rec.finished(0, OUTCOME["other"], 10, 0, error=("other", "42P01", "no such table", 0.2))
+    assert rec.errors.snapshot()["other"].count == agg.operations == 1

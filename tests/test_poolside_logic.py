@@ -12,6 +12,7 @@ import pytest
 
 from poolbench.db.server import ServerView
 from poolbench.engine.load import ClosedLoop, OpenLoop
+from poolbench.engine.peaks import Peak
 from poolbench.engine.poolside import LoadDriver, share_of
 from poolbench.engine.readings import GroupTotals, PoolReading, PoolTotals
 from poolbench.engine.sampler import Timeline
@@ -83,7 +84,7 @@ def test_readings_merge_gauges_ids_events_and_an_exact_p99():
     assert (m.stats.operations, m.stats.ok, m.stats.timeouts, m.stats.errors) == (15, 13, 2, 2)
     # 15 waits: ten of 0.5 ms, three of 1 ms, two of 900 ms; the 15th (p99) is 900 ms
     assert m.stats.checkout_wait_p99_ms == 900.0
-    assert m.interval_wait == {}
+    assert m.interval_wait == {500: 10, 900_000: 2, 1_000: 3}
     assert m.events == PoolEvents(connects=7, invalidations=1)
     assert m.status == "pool a | pool b"
     assert m.open_ids == {1, 2, 7} and m.server_ids == [1, 2, 3, 7]
@@ -275,6 +276,7 @@ class FakeExecutor:
         self.halted = False
         self.started_at = 0.0
         self.timer = None
+        self.waiting = Peak()
         self.delay = delay
         self.fail = fail
         self.gate: threading.Event | None = None
@@ -357,13 +359,24 @@ def test_both_threaded_drivers_are_load_drivers():
     assert not isinstance(object(), LoadDriver)
 
 
-def test_waiting_counts_workers_in_checkout_or_the_pool_s_timer():
+def test_waiting_counts_callers_in_checkout_or_the_pool_s_timer():
     executor = FakeExecutor()
     driver = closed_loop(executor, threads=4)
     assert driver.waiting() == 0
+    # as RequestExecutor.run does: a worker's flag and the count move together
     driver.workers[1].in_checkout = driver.workers[3].in_checkout = True
-    assert driver.waiting() == 2
-    executor.timer = SimpleNamespace(in_flight=5)  # tasks that open their own sessions
+    executor.waiting.up()
+    executor.waiting.up()
+    driver.workers[3].in_checkout = False
+    executor.waiting.down()
+    assert driver.waiting() == 1
+    assert driver.peak_waiting() == 2 and driver.peak_waiting() == 1
+    executor.waiting.up()  # a count that drifted from the flags is set right at a sample
+    assert driver.peak_waiting() == 2 and driver.waiting() == 1
+    in_flight = Peak()
+    for _ in range(5):
+        in_flight.up()
+    executor.timer = SimpleNamespace(in_flight=in_flight)  # tasks opening their own sessions
     assert driver.waiting() == 5
 
 

@@ -1,7 +1,9 @@
 """poolbench size: SLO parsing and the model's verdicts (pure), then the whole search
 against a real server, checked by a run at the recommended size."""
 
+import copy
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -10,6 +12,7 @@ from poolbench.cli import main
 from poolbench.db.target import Target, parse_url
 from poolbench.engine.runner import run_scenario
 from poolbench.errors import UsageError
+from poolbench.result.document import load_document
 from poolbench.scenario import load_scenario
 from poolbench.sizing import erlang
 from poolbench.sizing.planner import Planner, parse_slos, smallest_by_model
@@ -84,7 +87,7 @@ def test_the_recommendation_meets_the_slo_when_run(pg_url):
         ],
     )
     s = run_scenario(check, target).summary
-    assert s.timeouts == 0 and s.checkout_wait_ms.p99 <= 50, s.checkout_wait_ms
+    assert s.timeouts == 0 and s.latencies.checkout_wait_ms.p99 <= 50, s.latencies.checkout_wait_ms
     document = result.to_dict()
     assert document["kind"] == "size" and len(document["runs"]) == len(result.runs)
     json.dumps(document, allow_nan=False)
@@ -121,3 +124,60 @@ def test_size_from_the_command_line_for_a_fleet(mysql_url, tmp_path):
     assert r["fleet_connections"] == 2 * (r["pool_size"] + r["max_overflow"])
     assert r["fits_server"] is True
     assert all(run["processes"] and len(run["processes"]) == 2 for run in doc["runs"])
+
+
+class ScriptedPlanner(Planner):
+    """The planner's logic over recorded runs: each run of a label gets the checkout
+    wait p99 the script gives it (pure logic; the runs themselves are tested above)."""
+
+    def __init__(self, p99_of, **kwargs):
+        super().__init__(load_scenario("sizing"), None, {"checkout_wait_p99_ms": 50.0}, **kwargs)
+        doc = load_document(json.loads((Path(__file__).parent / "data" / "size.json").read_text()))
+        self.base = doc.runs[0]
+        self.p99_of = p99_of
+
+    def _run(self, label, pool_size, max_overflow, duration, rate=None, prefill=True):
+        result = copy.deepcopy(self.base)
+        result.summary.latencies.checkout_wait_ms.p99 = self.p99_of(label, pool_size, max_overflow)
+        result.summary.timeouts = 0
+        self.runs.append(result)
+        return result
+
+
+def test_size_never_recommends_a_configuration_whose_peak_trial_failed():
+    # every steady trial meets p99 <= 50 ms; the peak trial misses it (108 ms)
+    planner = ScriptedPlanner(lambda label, c, o: 108.0 if label.startswith("peak") else 5.0)
+    result = planner.plan()
+    assert result.recommendation is None
+    (peak,) = [t for t in result.trials if t.role == "peak"]
+    assert not peak.slo_met and peak.failed == ["checkout_wait_p99_ms 108.0 > 50"]
+    assert result.no_recommendation.startswith(
+        f"the peak trial (pool_size={peak.pool_size}, max_overflow={peak.max_overflow}, 300/s) "
+        "missed the SLO: checkout_wait_p99_ms 108.0 > 50"
+    )
+    assert load_document(result.to_dict()).sizing.no_recommendation == result.no_recommendation
+    # and when the peak trial holds, the recommendation is the one it tried
+    good = ScriptedPlanner(lambda label, c, o: 5.0).plan()
+    (peak,) = [t for t in good.trials if t.role == "peak"]
+    r = good.recommendation
+    assert r is not None and (r.pool_size, r.max_overflow) == (peak.pool_size, peak.max_overflow)
+
+
+@pytest.mark.postgres
+def test_size_says_so_and_exits_1_when_no_size_meets_the_slo(pg_url, tmp_path):
+    out = tmp_path / "size.json"
+    result = CliRunner().invoke(
+        main,
+        ["size", "sizing", "--url", pg_url, "--slo", "checkout_wait_p50_ms=0",
+         "--calibration", "1s", "--trial", "1s", "--json", str(out)],
+        env={"POOLBENCH_URL": ""},
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "recommended:" not in result.output
+    (last,) = [
+        line for line in result.output.splitlines() if line.startswith("no recommendation: ")
+    ]
+    assert last.startswith("no recommendation: no pool up to ")
+    doc = json.loads(out.read_text())
+    assert doc["recommendation"] is None and doc["no_recommendation"].startswith("no pool up to ")
+    assert doc["trials"] and not any(t["slo_met"] for t in doc["trials"])

@@ -13,6 +13,8 @@ from rich.cells import cell_len
 from rich.console import Console
 
 from poolbench.output.termchart import column_maxima, pool_markers, timeline_chart
+from poolbench.result import PoolInfo
+from poolbench.result.document import load_document
 
 DATA = Path(__file__).parent / "data"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -21,6 +23,11 @@ BRAILLE = re.compile("[\u2801-\u28ff]")
 
 def load(name: str) -> dict[str, Any]:
     return json.loads((DATA / name).read_text(encoding="utf-8"))
+
+
+def chart(document: dict[str, Any], **size: int) -> Any:
+    """The chart of a saved document, read as ``poolbench report`` reads it."""
+    return timeline_chart(load_document(document), **size)
 
 
 def render(renderable: Any, width: int = 100) -> str:
@@ -50,7 +57,7 @@ def plot_rows(text: str) -> list[str]:
 
 
 def test_a_run_shows_series_limits_and_axes() -> None:
-    text = render(timeline_chart(load("rare-leak.json")))
+    text = render(chart(load("rare-leak.json")))
     lines = text.splitlines()
 
     assert "█ checked out (max 15)" in text
@@ -69,15 +76,15 @@ def test_a_run_shows_series_limits_and_axes() -> None:
 
 
 def test_the_chart_has_the_height_it_was_given() -> None:
-    assert len(plot_rows(render(timeline_chart(load("bursts.json"), height=5)))) == 5
-    assert len(plot_rows(render(timeline_chart(load("bursts.json"))))) == 8
+    assert len(plot_rows(render(chart(load("bursts.json"), height=5)))) == 5
+    assert len(plot_rows(render(chart(load("bursts.json"))))) == 8
 
 
 def test_a_spike_in_a_long_run_is_not_lost() -> None:
     samples = [sample(0.5 * (i + 1), checked_out=2) for i in range(600)]
     samples[299]["waiting"] = 37
     samples[450]["checked_out"] = 12
-    text = render(timeline_chart(with_timeline(samples, {"poolclass": "NullPool"})))
+    text = render(chart(with_timeline(samples, {"poolclass": "NullPool"})))
 
     assert "waiting (max 37)" in text and "checked out (max 12)" in text
     rows = plot_rows(text)
@@ -96,7 +103,7 @@ def test_a_spike_in_a_long_run_is_not_lost() -> None:
 
 
 def test_one_sample() -> None:
-    text = render(timeline_chart(with_timeline([sample(1.0, checked_out=3, waiting=1)])))
+    text = render(chart(with_timeline([sample(1.0, checked_out=3, waiting=1)])))
 
     assert "checked out (max 3)" in text and "waiting (max 1)" in text
     assert any(line.startswith(" 0 └") for line in text.splitlines())
@@ -105,7 +112,7 @@ def test_one_sample() -> None:
 
 def test_all_zeros_without_a_pool_limit() -> None:
     samples = [sample(float(i + 1)) for i in range(20)]
-    text = render(timeline_chart(with_timeline(samples, {"poolclass": "NullPool"})))
+    text = render(chart(with_timeline(samples, {"poolclass": "NullPool"})))
 
     assert "checked out (max 0)" in text and "waiting (max 0)" in text
     assert "pool_size" not in text
@@ -115,17 +122,21 @@ def test_all_zeros_without_a_pool_limit() -> None:
 
 
 def test_no_samples() -> None:
-    assert "no samples to chart" in render(timeline_chart(with_timeline([])))
+    assert "no samples to chart" in render(chart(with_timeline([])))
+
+
+def markers_of(pool: dict[str, Any]) -> list[Any]:
+    return pool_markers(PoolInfo.from_dict(pool))
 
 
 def test_markers_follow_the_pool_settings() -> None:
-    assert [m.value for m in pool_markers({"poolclass": "QueuePool", "pool_size": 5})] == [5]
-    assert [m.value for m in pool_markers({"pool_size": 5, "max_overflow": 10})] == [5, 15]
-    assert [m.value for m in pool_markers({"pool_size": 5, "max_overflow": -1})] == [5]
-    [only] = pool_markers({"pool_size": 5, "max_overflow": 0})
+    assert [m.value for m in markers_of({"poolclass": "QueuePool", "pool_size": 5})] == [5]
+    assert [m.value for m in markers_of({"pool_size": 5, "max_overflow": 10})] == [5, 15]
+    assert [m.value for m in markers_of({"pool_size": 5, "max_overflow": -1})] == [5]
+    [only] = markers_of({"pool_size": 5, "max_overflow": 0})
     assert (only.value, only.label) == (5, "pool_size 5 (no overflow)")
-    assert pool_markers({"poolclass": "QueuePool", "pool_size": 0, "max_overflow": 10}) == []
-    assert pool_markers({"poolclass": "NullPool", "pool_size": 5}) == []
+    assert markers_of({"poolclass": "QueuePool", "pool_size": 0, "max_overflow": 10}) == []
+    assert markers_of({"poolclass": "NullPool", "pool_size": 5}) == []
     assert pool_markers(None) == []
 
 
@@ -142,7 +153,7 @@ def test_column_maxima_keep_spikes_and_stretch_short_timelines() -> None:
 def test_colours_do_not_change_the_width() -> None:
     out = io.StringIO()
     console = Console(file=out, width=100, force_terminal=True, color_system="truecolor")
-    console.print(timeline_chart(load("rare-leak.json")))
+    console.print(chart(load("rare-leak.json")))
 
     assert "\x1b[" in out.getvalue()
     lines = ANSI.sub("", out.getvalue()).splitlines()
@@ -151,7 +162,7 @@ def test_colours_do_not_change_the_width() -> None:
 
 
 def test_a_narrow_console_narrows_the_chart() -> None:
-    text = render(timeline_chart(load("rare-leak.json")), width=40)
+    text = render(chart(load("rare-leak.json")), width=40)
 
     assert all(cell_len(line) <= 40 for line in text.splitlines())
     assert "pool_size + max_overflow = 15" in text  # the legend wraps by entry
@@ -163,8 +174,26 @@ def test_a_comparison_charts_every_run_under_its_variant() -> None:
     document["runs"][1]["variant"] = {"pool_pre_ping": False}
     before = copy.deepcopy(document)
 
-    text = render(timeline_chart(document, height=4))
+    text = render(chart(document, height=4))
 
     assert "pre_ping=True" in text and "pre_ping=False" in text
     assert text.count("waiting (max 25)") == 2
     assert document == before
+
+
+def test_a_burst_between_samples_is_drawn_from_the_peaks() -> None:
+    # the 12-worker burst: every sample finds 0 checked out, the first interval peaked at 12
+    samples = [sample(1.0), sample(2.0), sample(3.0)]
+    samples[0].update(peak_checked_out=12, peak_waiting=3)
+    for s in samples[1:]:
+        s.update(peak_checked_out=0, peak_waiting=0)
+    text = render(chart(with_timeline(samples)))
+
+    assert "checked out at a sample (max 0)" in text
+    assert "peak between samples (max 12)" in text and "waiting, peak (max 3)" in text
+    rows = plot_rows(text)
+    filled = {i for row in rows for i, ch in enumerate(row) if ch in "▁▂▃▄▅▆▇█"}
+    axis = next(line for line in text.splitlines() if "└" in line)
+    width = len(axis.split("└")[1])
+    assert filled and max(filled) / width < 0.4  # the first third only
+    assert BRAILLE.search("".join(rows))  # the waiting peak is traced too

@@ -1,9 +1,9 @@
 """The server's own view of this run: its connections by state, its limits, and kills.
 
 A probe holds one connection of its own, outside the pool being measured, tagged so
-it never counts itself. PostgreSQL tells this run's connections by
-``application_name``; MySQL/MariaDB by the connection ids the pool's connect event
-recorded (see engine.pool.PoolWatch).
+it never counts itself. What to ask is the backend's (db/backends/): PostgreSQL tells
+this run's connections by ``application_name``, MySQL/MariaDB by the connection ids the
+pool's connect event recorded (see engine.pool.PoolWatch).
 """
 
 from __future__ import annotations
@@ -18,20 +18,8 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import NullPool
 
 from .. import errors
-from .target import scrub
-
-CONNECT_TIMEOUT_S = 3
-PROBE_READ_TIMEOUT_S = 5
-
-
-def connect_args(url: URL, application_name: str) -> dict[str, object]:
-    """Driver arguments every poolbench connection gets: a tag and a short connect timeout."""
-    backend = url.get_backend_name()
-    if backend == "postgresql":
-        return {"application_name": application_name, "connect_timeout": CONNECT_TIMEOUT_S}
-    if backend in ("mysql", "mariadb"):
-        return {"connect_timeout": CONNECT_TIMEOUT_S, "program_name": application_name}
-    return {}
+from .backends import Backend
+from .target import mask_url, scrub
 
 
 @dataclass(frozen=True)
@@ -43,19 +31,17 @@ class ServerView:
 
 
 class ServerProbe:
-    """Base class: a dialect without server-side introspection (counts are None)."""
+    """One connection of the run's own to the server, asking what ``backend`` knows to ask."""
 
-    kind = "other"
-
-    def __init__(self, url: URL, application_name: str) -> None:
-        self.url = url
+    def __init__(self, url: URL, backend: Backend, application_name: str) -> None:
+        self.url = url  # as the user gave it, for messages
+        # an async driver's run is probed through a sync driver of the same database
+        self.backend = backend.sync_twin()
+        args = self.backend.driver.probe_connect_args(f"{application_name}-probe")
+        self._engine = sa.create_engine(
+            backend.sync_url(url), poolclass=NullPool, connect_args=args
+        )
         self.application_name = application_name
-        args = connect_args(url, f"{application_name}-probe")
-        if url.get_backend_name() in ("mysql", "mariadb"):
-            # PyMySQL's connect_timeout covers only the TCP connect; a server that accepts
-            # and never greets would otherwise hang the probe for ever.
-            args.update(read_timeout=PROBE_READ_TIMEOUT_S, write_timeout=PROBE_READ_TIMEOUT_S)
-        self._engine = sa.create_engine(url, poolclass=NullPool, connect_args=args)
         self._conn: Connection | None = None
         self._lock = threading.Lock()
         self.server_version = ""
@@ -86,14 +72,13 @@ class ServerProbe:
         self._engine.dispose()
 
     def _explain(self, exc: sa.exc.DBAPIError) -> str:
-        from ..engine.classify import driver_code, driver_message
-
-        shown = self.url.render_as_string(hide_password=True)
+        driver = self.backend.driver
+        shown = mask_url(self.url)
         if exc.orig is None:
             detail = " ".join(str(exc).split())
         else:
-            code = driver_code(exc.orig)
-            detail = driver_message(exc.orig)
+            code = driver.error_code(exc.orig)
+            detail = driver.error_message(exc.orig)
             if code and not code.startswith("0"):
                 detail = f"{detail} ({code})"
         return scrub(f"cannot connect to {shown}: {detail}", self.url)
@@ -116,14 +101,24 @@ class ServerProbe:
                         raise
         raise AssertionError("unreachable")
 
-    # -- dialect hooks -----------------------------------------------------------------------
+    # -- what the backend asks ---------------------------------------------------------------
 
     def _read_facts(self, conn: Connection) -> None:
-        self.server_version = str(conn.dialect.server_version_info or "")
+        facts = self.backend.server_facts(conn)
+        self.server_version = facts.server_version
+        self.max_connections = facts.max_connections
+        self.reserved_connections = facts.reserved_connections
+        self.superuser = facts.superuser
+        self.connections_in_use = facts.connections_in_use
 
-    def view(self, server_ids: Iterable[int] = ()) -> ServerView | None:
-        """This run's connections by state (with a ``total``) and ids; None if unsupported."""
-        return None
+    def view(self, server_ids: Iterable[int] = ()) -> ServerView:
+        """This run's connections by state (with a ``total``) and their ids."""
+        ids = list(server_ids)
+
+        def query(conn: Connection) -> ServerView:
+            return _view(self.backend.connection_states(conn, self.application_name, ids))
+
+        return self._run(query)  # type: ignore[return-value]
 
     def available_connections(self) -> int | None:
         """Connections this user could still open at start: max_connections, less the
@@ -137,7 +132,14 @@ class ServerProbe:
     def terminate(self, server_ids: Iterable[int] = (), only: Iterable[int] | None = None) -> int:
         """End this run's connections from the server side (``only`` these ids, if given);
         how many were ended. ``server_ids`` are every id the pool opened (MySQL needs them)."""
-        return 0
+        ids = list(server_ids) if only is None else [int(i) for i in only]
+        if only is not None and not ids:
+            return 0
+
+        def kill(conn: Connection) -> int:
+            return self.backend.terminate(conn, self.application_name, ids, only is not None)
+
+        return self._run(kill)  # type: ignore[return-value]
 
     def try_view(self, server_ids: Iterable[int] = ()) -> ServerView | None:
         """Like view, but None when the server cannot be asked right now (a restart)."""
@@ -151,127 +153,6 @@ class ServerProbe:
         return None if view is None else view.counts
 
 
-class PostgresProbe(ServerProbe):
-    kind = "postgresql"
-
-    def _read_facts(self, conn: Connection) -> None:
-        self.server_version = conn.exec_driver_sql("SHOW server_version").scalar() or ""
-        self.max_connections = int(conn.exec_driver_sql("SHOW max_connections").scalar())
-        reserved = int(conn.exec_driver_sql("SHOW superuser_reserved_connections").scalar())
-        more = conn.exec_driver_sql(  # PostgreSQL 16+: reserved for pg_use_reserved_connections
-            "SELECT current_setting('reserved_connections', true)"
-        ).scalar()
-        self.reserved_connections = reserved + (int(more) if more else 0)
-        self.superuser = bool(
-            conn.exec_driver_sql(
-                "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
-            ).scalar()
-        )
-        self.connections_in_use = int(
-            conn.exec_driver_sql(
-                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
-            ).scalar()
-        )
-
-    def view(self, server_ids: Iterable[int] = ()) -> ServerView | None:
-        def query(conn: Connection) -> ServerView:
-            rows = conn.execute(
-                sa.text(
-                    "SELECT pid, coalesce(state, 'unknown') FROM pg_stat_activity "
-                    "WHERE application_name = :app"
-                ),
-                {"app": self.application_name},
-            ).all()
-            return _view((int(pid), state) for pid, state in rows)
-
-        return self._run(query)  # type: ignore[return-value]
-
-    def terminate(self, server_ids: Iterable[int] = (), only: Iterable[int] | None = None) -> int:
-        pids = None if only is None else [int(p) for p in only]
-        if pids == []:
-            return 0
-
-        def kill(conn: Connection) -> int:
-            sql = (
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name = :app"
-            )
-            params: dict[str, object] = {"app": self.application_name}
-            if pids is not None:
-                # idle in the pool, and still idle on the server a moment later: a
-                # connection checked out (and pinged) since is left alone
-                sql += (
-                    " AND pid = ANY(:pids) AND state = 'idle'"
-                    " AND state_change < clock_timestamp() - interval '5 milliseconds'"
-                )
-                params["pids"] = pids
-            return sum(1 for (ended,) in conn.execute(sa.text(sql), params) if ended)
-
-        return self._run(kill)  # type: ignore[return-value]
-
-
-class MySQLProbe(ServerProbe):
-    kind = "mysql"
-
-    def _read_facts(self, conn: Connection) -> None:
-        self.server_version = conn.exec_driver_sql("SELECT VERSION()").scalar() or ""
-        self.max_connections = int(conn.exec_driver_sql("SELECT @@max_connections").scalar())
-        # MySQL keeps one connection beyond max_connections for an account with SUPER or
-        # CONNECTION_ADMIN; it is not for applications, so it is not counted here.
-        self.reserved_connections = 0
-        self.connections_in_use = int(
-            conn.exec_driver_sql(
-                "SELECT count(*) FROM information_schema.PROCESSLIST WHERE COMMAND <> 'Daemon'"
-            ).scalar()
-        )
-
-    def _processes(self, conn: Connection, ids: list[int]) -> list[tuple[int, str, bool]]:
-        id_list = ",".join(str(int(i)) for i in ids)
-        rows = conn.exec_driver_sql(
-            "SELECT p.ID, p.COMMAND, t.trx_id IS NOT NULL "
-            "FROM information_schema.PROCESSLIST p "
-            "LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID "
-            f"WHERE p.ID IN ({id_list})"
-        ).all()
-        return [(int(i), str(command), bool(in_trx)) for i, command, in_trx in rows]
-
-    def view(self, server_ids: Iterable[int] = ()) -> ServerView | None:
-        ids = list(server_ids)
-        if not ids:
-            return ServerView({"total": 0}, frozenset())
-
-        def state(command: str, in_trx: bool) -> str:
-            if command == "Sleep":
-                return "idle in transaction" if in_trx else "idle"
-            return "active" if command in ("Query", "Execute") else command.lower()
-
-        def query(conn: Connection) -> ServerView:
-            return _view(
-                (i, state(command, in_trx)) for i, command, in_trx in self._processes(conn, ids)
-            )
-
-        return self._run(query)  # type: ignore[return-value]
-
-    def terminate(self, server_ids: Iterable[int] = (), only: Iterable[int] | None = None) -> int:
-        ids = list(server_ids) if only is None else list(only)
-        if not ids:
-            return 0
-
-        def kill(conn: Connection) -> int:
-            ended = 0
-            for pid, command, in_trx in self._processes(conn, ids):
-                if only is not None and (command != "Sleep" or in_trx):
-                    continue  # checked out and busy since the pool's list was read
-                try:
-                    conn.exec_driver_sql(f"KILL {int(pid)}")
-                    ended += 1
-                except sa.exc.DBAPIError:  # it ended on its own meanwhile
-                    pass
-            return ended
-
-        return self._run(kill)  # type: ignore[return-value]
-
-
 def _view(rows: Iterable[tuple[int, str]]) -> ServerView:
     counts: dict[str, int] = {}
     ids = set()
@@ -281,12 +162,3 @@ def _view(rows: Iterable[tuple[int, str]]) -> ServerView:
     counts = dict(sorted(counts.items()))
     counts["total"] = sum(counts.values())
     return ServerView(counts, frozenset(ids))
-
-
-def probe_for(url: URL, application_name: str) -> ServerProbe:
-    backend = url.get_backend_name()
-    if backend == "postgresql":
-        return PostgresProbe(url, application_name)
-    if backend in ("mysql", "mariadb"):
-        return MySQLProbe(url, application_name)
-    return ServerProbe(url, application_name)

@@ -9,22 +9,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from ..errors import UsageError
+from ..masking import Masker, mask_text, repair_userinfo, show_url
+from .backends import BACKENDS, Backend, backend_for, with_default_driver
 
 ENV_VAR = "POOLBENCH_URL"
-
-# Bare dialect names pick a driver poolbench ships with.
-_DEFAULT_DRIVERS = {
-    "postgres": "postgresql+psycopg2",
-    "postgresql": "postgresql+psycopg2",
-    "mysql": "mysql+pymysql",
-    "mariadb": "mariadb+pymysql",
-}
 
 
 @dataclass(frozen=True)
@@ -41,26 +36,24 @@ class Target:
             return f"embedded PostgreSQL (socket in {self.url.query.get('host', '?')})"
         return mask_url(self.url)
 
-    @property
-    def kind(self) -> str:
-        """``postgresql``, ``mysql`` (MariaDB included) or the dialect name."""
-        name = self.url.get_backend_name()
-        return "mysql" if name in ("mysql", "mariadb") else name
+    @cached_property
+    def backend(self) -> Backend:
+        """The database and driver: what to ask the server, what its errors mean."""
+        return backend_for(self.url)
 
     def scrub(self, text: str) -> str:
-        """``text`` with the password replaced, for messages that may quote the URL."""
+        """``text`` with every secret of the URL hidden, for messages that may quote it."""
         return scrub(text, self.url)
 
 
 def mask_url(url: URL) -> str:
-    return url.render_as_string(hide_password=True)
+    """The URL as poolbench shows it (poolbench/masking.py: no password in any form)."""
+    return show_url(url)
 
 
 def scrub(text: str, url: URL) -> str:
-    password = url.password
-    if password and len(str(password)) >= 3:  # shorter ones would garble every message
-        text = text.replace(str(password), "***")
-    return text
+    """``text`` (a driver's message, say) with ``url``'s secrets and any URL's password hidden."""
+    return Masker.of(url)(text)
 
 
 def choose_url(
@@ -68,7 +61,12 @@ def choose_url(
 ) -> tuple[str, str] | None:
     """``(url, source)`` by precedence, or None when the run needs an embedded server."""
     environ = os.environ if environ is None else environ
-    if cli_url:
+    if cli_url is not None:
+        if not cli_url.strip():
+            raise UsageError(
+                "--url is empty: give a database URL, or leave --url out to use an embedded "
+                "PostgreSQL"
+            )
         return cli_url, "--url"
     if environ.get(ENV_VAR):
         return environ[ENV_VAR], ENV_VAR
@@ -77,19 +75,25 @@ def choose_url(
     return None
 
 
-def parse_url(text: str, source: str) -> URL:
-    """A SQLAlchemy URL with a driver poolbench ships; UsageError if it is not one."""
+def _port_problem(exc: ValueError) -> str:
+    return "the port is not a number" if "int()" in str(exc) else str(exc).splitlines()[0]
+
+
+def parse_url(text: str, source: str, driver: str | None = None) -> URL:
+    """A SQLAlchemy URL with a driver poolbench knows: UsageError if it is not a URL,
+    UnknownBackend or DriverNotInstalled (db/backends) if poolbench cannot use it."""
     try:
-        url = make_url(text)
-    except ArgumentError:
-        shown = text
-        if "@" in text and "://" in text:
-            scheme, rest = text.split("://", 1)
-            shown = f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+        url = make_url(repair_userinfo(text))
+    except ValueError as exc:  # "h:abc", "[::1": make_url's int() of the port
         raise UsageError(
-            f"{source}: not a database URL: {shown!r} "
-            "(expected e.g. postgresql://user@host:5432/db or mysql://root@127.0.0.1/test)"
+            f"{source}: not a database URL: {mask_text(text)!r} ({_port_problem(exc)})"
         ) from None
-    if url.drivername in _DEFAULT_DRIVERS:
-        url = url.set(drivername=_DEFAULT_DRIVERS[url.drivername])
+    except ArgumentError:
+        shown = mask_text(text)
+        examples = " or ".join(b.example_url for b in BACKENDS)
+        raise UsageError(
+            f"{source}: not a database URL: {shown!r} (expected e.g. {examples})"
+        ) from None
+    url = with_default_driver(url, driver=driver)
+    backend_for(url)
     return url

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -22,44 +21,36 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from .. import errors
+from ..db.backends import Backend
+from ..db.embedded import EmbeddedPostgres
 from ..db.server import ServerProbe
 from ..result import FaultEvent
 from ..scenario.model import Faults
+from .interrupts import join_all
 
 
-def check_supported(faults: Faults, kind: str, server_version: str, embedded: Any) -> None:
+def check_supported(faults: Faults, backend: Backend, server_version: str, embedded: Any) -> None:
     """UnsupportedDatabase when the target cannot do what the faults ask."""
-    if faults.server_idle_timeout and kind not in ("postgresql", "mysql"):
-        raise errors.UnsupportedDatabase(
-            f"server_idle_timeout needs PostgreSQL or MySQL/MariaDB, not {kind}"
-        )
-    if faults.server_idle_timeout and kind == "postgresql":
-        major = _major(server_version)
-        if major is not None and major < 14:
+    if faults.server_idle_timeout:
+        if backend.idle_timeout_sql(faults.server_idle_timeout) is None:
             raise errors.UnsupportedDatabase(
-                f"server_idle_timeout needs PostgreSQL 14 or later (idle_session_timeout); "
-                f"the server is {server_version}"
+                f"server_idle_timeout is not possible on {backend.title}"
             )
-    if faults.kill and kind not in ("postgresql", "mysql"):
-        raise errors.UnsupportedDatabase(f"kill needs PostgreSQL or MySQL/MariaDB, not {kind}")
+        refusal = backend.idle_timeout_refusal(server_version)
+        if refusal is not None:
+            raise errors.UnsupportedDatabase(refusal)
     if faults.restart and embedded is None:
         raise errors.UnsupportedDatabase(
             "restart works only on the embedded PostgreSQL (poolbench never restarts a server "
-            "it does not own): run without --url and POOLBENCH_URL"
+            "it does not own)",
+            embedded=EmbeddedPostgres.backend.title,
         )
 
 
-def _major(version: str) -> int | None:
-    digits = version.split(".")[0].split()[0] if version else ""
-    return int(digits) if digits.isdigit() else None
-
-
-def install_idle_timeout(engine: Engine, kind: str, seconds: float) -> Callable[..., None]:
+def install_idle_timeout(engine: Engine, backend: Backend, seconds: float) -> Callable[..., None]:
     """Give every new pool connection a server-side idle limit; returns the listener."""
-    if kind == "postgresql":
-        statement = f"SET idle_session_timeout = '{int(seconds * 1000)}ms'"
-    else:
-        statement = f"SET SESSION wait_timeout = {max(1, math.ceil(seconds))}"
+    statement = backend.idle_timeout_sql(seconds)
+    assert statement is not None, "check_supported() first"
 
     def on_connect(dbapi_connection: Any, record: Any) -> None:
         cursor = dbapi_connection.cursor()
@@ -67,8 +58,8 @@ def install_idle_timeout(engine: Engine, kind: str, seconds: float) -> Callable[
             cursor.execute(statement)
         finally:
             cursor.close()
-        # PostgreSQL's SET is transactional: commit it, or the pool's reset-on-return
-        # rollback would undo it.
+        # a SET may be transactional (PostgreSQL's is): commit it, or the pool's
+        # reset-on-return rollback would undo it.
         dbapi_connection.commit()
 
     event.listen(engine, "connect", on_connect)
@@ -134,17 +125,28 @@ class FaultSchedule:
             thread.join(timeout)
 
 
+def sync_ping(engine: Engine, query: str) -> Callable[[], None]:
+    """The keep-alive's ping on a synchronous engine: check out, run ``query``, return."""
+    from sqlalchemy import text
+
+    statement = text(query)
+
+    def ping() -> None:
+        with engine.connect() as conn:
+            conn.execute(statement).all()
+
+    return ping
+
+
 class KeepAliveJob:
     """The ``keepalive`` remedy: a background thread that checks out a pooled connection and
-    runs a query every ``every`` seconds. A dead connection it meets fails its query (and
-    SQLAlchemy invalidates the pool) instead of a request's."""
+    runs a query every ``every`` seconds (``ping``: on the engine's own terms, sync or on an
+    event loop). A dead connection it meets fails its query (and SQLAlchemy invalidates the
+    pool) instead of a request's."""
 
-    def __init__(self, engine: Engine, every: float, query: str, stop: threading.Event) -> None:
-        from sqlalchemy import text
-
-        self._engine = engine
+    def __init__(self, ping: Callable[[], None], every: float, stop: threading.Event) -> None:
+        self._ping = ping
         self._every = every
-        self._query = text(query)
         self._stop = stop
         self.pings = 0
         self.errors = 0
@@ -156,8 +158,7 @@ class KeepAliveJob:
     def _run(self) -> None:
         while not self._stop.wait(self._every):
             try:
-                with self._engine.connect() as conn:
-                    conn.execute(self._query).all()
+                self._ping()
                 self.pings += 1
             except Exception:  # a dead connection, or the pool is exhausted: count it
                 if not self._stop.is_set():
@@ -165,5 +166,4 @@ class KeepAliveJob:
                     self.errors += 1
 
     def join(self, timeout: float) -> None:
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        join_all([self._thread], timeout)

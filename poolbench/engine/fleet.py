@@ -23,8 +23,10 @@ from typing import Any
 from sqlalchemy.engine import URL
 
 from .. import errors
+from ..db.backends import Backend
 from ..db.target import Target, scrub
 from ..metrics.histogram import LatencyHistogram
+from ..result import ProcessInfo
 from ..scenario.model import Phase, Scenario
 from .poolside import build_pool_side
 from .readings import GroupHistograms, PoolReading, PoolTotals
@@ -39,7 +41,7 @@ class ChildSpec:
 
     scenario: Scenario
     url: URL
-    kind: str
+    backend: Backend
     application_name: str
     index: int
     count: int
@@ -59,7 +61,7 @@ def _child_main(conn: Any, events: Any, spec: ChildSpec) -> None:
         side = build_pool_side(
             spec.scenario,
             spec.url,
-            spec.kind,
+            spec.backend,
             spec.application_name,
             lambda text: scrub(text, spec.url),
             share=(spec.index, spec.count),
@@ -70,6 +72,14 @@ def _child_main(conn: Any, events: Any, spec: ChildSpec) -> None:
         conn.send(("error", type(exc).__name__, str(exc)))
         return
     conn.send(("ok", os.getpid()))
+    serve_calls(conn, side)
+
+
+def serve_calls(
+    conn: Any, side: Any, overrides: dict[str, Callable[..., Any]] | None = None
+) -> None:
+    """Answer the parent's calls on a built pool side until it says close (or is gone);
+    ``overrides`` replace some of the calls (an app's process adds to them)."""
     calls: dict[str, Callable[..., Any]] = {
         "begin": side.begin,
         "phase": side.set_phase,
@@ -79,6 +89,7 @@ def _child_main(conn: Any, events: Any, spec: ChildSpec) -> None:
         "stop": side.stop_load,
         "shutdown": side.shutdown,
         "totals": side.totals,
+        **(overrides or {}),
     }
     while True:
         try:
@@ -110,6 +121,8 @@ class FleetPools:
         processes: int,
         on_first_timeout: Callable[[float, str], None],
         verbose: bool = False,
+        child_main: Callable[[Any, Any, ChildSpec], None] = _child_main,
+        name: str = "fleet",
     ) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
@@ -125,12 +138,12 @@ class FleetPools:
         for index in range(processes):
             parent_end, child_end = ctx.Pipe()
             spec = ChildSpec(
-                scenario, target.url, target.kind, application_name, index, processes, verbose
+                scenario, target.url, target.backend, application_name, index, processes, verbose
             )
             proc = ctx.Process(
-                target=_child_main,
+                target=child_main,
                 args=(child_end, self._events, spec),
-                name=f"poolbench-fleet-{index}",
+                name=f"poolbench-{name}-{index}",
                 daemon=True,
             )
             proc.start()
@@ -200,9 +213,9 @@ class FleetPools:
     def read(self) -> tuple[PoolReading, float | None]:
         readings: list[PoolReading] = self._call("read")
         for m, r in zip(self._maxima, readings, strict=True):
-            m["checked_out"] = max(m["checked_out"], r.checked_out)
-            m["overflow"] = max(m["overflow"], r.overflow)
-            m["waiting"] = max(m["waiting"], r.waiting)
+            m["checked_out"] = max(m["checked_out"], r.checked_out, r.peak_checked_out)
+            m["overflow"] = max(m["overflow"], r.overflow, r.peak_overflow)
+            m["waiting"] = max(m["waiting"], r.waiting, r.peak_waiting)
         merged = PoolReading.merged(readings)
         self._server_ids = merged.server_ids
         self._open_ids = merged.open_ids
@@ -220,33 +233,34 @@ class FleetPools:
     def stop_load(self) -> None:
         self._call("stop")
 
-    def shutdown(self, grace_s: float) -> int:
-        return sum(self._call("shutdown", grace_s, timeout=grace_s + CALL_TIMEOUT_S))
+    def shutdown(self, grace_s: float) -> tuple[int, int]:
+        parts = self._call("shutdown", grace_s, timeout=grace_s + CALL_TIMEOUT_S)
+        return sum(h for h, _ in parts), sum(w for _, w in parts)
 
-    def totals(self) -> tuple[PoolTotals, list[GroupHistograms], list[dict[str, Any]]]:
+    def totals(self) -> tuple[PoolTotals, list[GroupHistograms], list[ProcessInfo]]:
         parts: list[PoolTotals] = self._call("totals")
         merged = PoolTotals.merged(parts)
-        per_process = []
+        per_process: list[ProcessInfo] = []
         for index, (part, pid, m) in enumerate(zip(parts, self.pids, self._maxima, strict=True)):
             wait = LatencyHistogram()
             for g in part.groups:
                 wait.record_counts(g.wait)
             per_process.append(
-                {
-                    "index": index,
-                    "pid": pid,
-                    "operations": part.operations,
-                    "ok": part.ok,
-                    "timeouts": part.errors["timeout"].count,
-                    "too_many_connections": part.errors["too_many_connections"].count,
-                    "errors": sum(k.count for k in part.errors.values()),
-                    "first_timeout_at_s": part.first_timeout_at_s,
-                    "connects": part.events.connects,
-                    "max_checked_out": m["checked_out"],
-                    "max_overflow": m["overflow"],
-                    "max_waiting": m["waiting"],
-                    "checkout_wait_p99_ms": wait.percentile_ms(99),
-                }
+                ProcessInfo(
+                    index=index,
+                    pid=pid,
+                    operations=part.operations,
+                    ok=part.ok,
+                    timeouts=part.errors["timeout"].count,
+                    too_many_connections=part.errors["too_many_connections"].count,
+                    errors=sum(k.count for k in part.errors.values()),
+                    first_timeout_at_s=part.first_timeout_at_s,
+                    connects=part.events.connects,
+                    max_checked_out=m["checked_out"],
+                    max_overflow=m["overflow"],
+                    max_waiting=m["waiting"],
+                    checkout_wait_p99_ms=wait.percentile_ms(99),
+                )
             )
         return merged, merged.group_histograms(), per_process
 

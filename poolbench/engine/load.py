@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from time import perf_counter
 
 from ..scenario.model import Phase
+from .interrupts import join_all
+from .peaks import Peak
 from .requests import GroupPlan, RequestExecutor, Worker
 
 LATE_AFTER_S = 0.010
@@ -77,18 +79,32 @@ class _Driver:
         plan = self.picker.pick(worker.rng)
         try:
             self.executor.run(worker, plan)
-        except Exception as exc:  # never let a worker thread die silently
-            worker.in_checkout = False
+        except BaseException as exc:  # never let a worker thread die silently
+            if worker.in_checkout:
+                worker.in_checkout = False
+                self.executor.waiting.down()
             self.executor.unexpected(plan, exc)
         return plan
 
     def waiting(self) -> int:
         """Callers blocked in checkout right now (SQLAlchemy does not count them)."""
+        return self._waiting().now
+
+    def peak_waiting(self) -> int:
+        """The most callers blocked in checkout at once since the last call."""
+        if self.executor.timer is not None:
+            return self._waiting().take()
+        # the next interval starts from the workers' own flags, so the inline count
+        # (RequestExecutor.run) can never drift
+        return self._waiting().take(sum(1 for w in self.workers if w.in_checkout))
+
+    def reset_peaks(self) -> None:
+        self._waiting().reset()
+
+    def _waiting(self) -> Peak:
         timer = self.executor.timer
-        if timer is not None:
-            # tasks open their own sessions: their checkouts are timed at the pool
-            return timer.in_flight
-        return sum(1 for w in self.workers if w.in_checkout)
+        # tasks that open their own sessions: their checkouts are counted at the pool
+        return timer.in_flight if timer is not None else self.executor.waiting
 
     def set_phase(self, phase: Phase) -> None:
         raise NotImplementedError
@@ -129,10 +145,9 @@ class _Driver:
             self._cond.notify_all()
 
     def join(self, timeout: float) -> int:
-        """Wait up to ``timeout`` seconds for every thread; how many are still running."""
-        deadline = perf_counter() + timeout
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - perf_counter()))
+        """Wait up to ``timeout`` seconds for every thread (less if the user asked to skip the
+        waiting, engine/interrupts.py); how many are still running."""
+        join_all(self._threads, timeout)
         return sum(1 for t in self._threads if t.is_alive())
 
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import threading
 import time
+import typing
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -17,10 +20,11 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.pool import NullPool, QueuePool
+from sqlalchemy.util import queue as sqla_queue
 
-from ..db.server import connect_args
 from ..result import PoolEvents
 from ..scenario.model import PoolSettings
+from .peaks import Peak
 
 ABANDONED = "poolbench_abandoned"  # key in a connection's .info: dropped without close()
 
@@ -49,12 +53,8 @@ def engine_kwargs(settings: PoolSettings) -> dict[str, Any]:
     return kwargs
 
 
-def build_engine(url: URL, settings: PoolSettings, application_name: str) -> Engine:
-    return sa.create_engine(
-        url,
-        connect_args=connect_args(url, application_name),
-        **engine_kwargs(settings),
-    )
+def build_engine(url: URL, settings: PoolSettings, connect_args: dict[str, Any]) -> Engine:
+    return sa.create_engine(url, connect_args=connect_args, **engine_kwargs(settings))
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,15 @@ class PoolState:
     status: str
 
 
+@dataclass(frozen=True)
+class PoolPeaks:
+    """The pool's exact highest values since the last reading (engine/peaks.py)."""
+
+    checked_out: int
+    overflow: int
+    open: int
+
+
 class PoolWatch:
     """Listens to the pool's events and reads its gauges; safe from any thread."""
 
@@ -72,18 +81,32 @@ class PoolWatch:
         self,
         engine: Engine,
         settings: PoolSettings,
+        server_id: Callable[[Any], int | None],
         track_idle: bool = False,
         track_gc: bool = False,
     ) -> None:
         self._engine = engine
         self._settings = settings
+        self._server_id = server_id  # the driver's: the server's id of a DBAPI connection
         self._lock = threading.Lock()
         self._events = PoolEvents()
         self._open = 0  # DBAPI connections open now (connects - closes)
         self.server_ids: set[int] = set()  # every server-side id this pool ever opened
         self._open_ids: dict[int, int] = {}  # id(DBAPI connection) -> server id, open now
         self._idle_ids: set[int] = set()  # server ids of connections checked in right now
-        self._listeners = [
+        self._connecting: dict[int, float] = {}  # id(pool record) -> when do_connect began
+        self._create_us: Counter[int] = Counter()  # connection create times since last drain
+        self._create_all: Counter[int] = Counter()  # every create time of the run
+        self._queued = 0  # checkouts that blocked in the pool's queue (see _watch_queue)
+        self._unwatch: list[Callable[[], None]] = []
+        # exact high-water marks, kept at every checkout and connect (engine/peaks.py)
+        self.peak_checked_out = Peak()
+        self.peak_overflow = Peak()
+        self.peak_open = Peak()
+        self._plain_queue_pool: Any = None  # a QueuePool whose gauges are read directly
+        self._listeners: list[tuple[str, Callable[..., Any]]] = [
+            ("checkout", self._on_checkout_peak),
+            ("do_connect", self._on_do_connect),
             ("connect", self._on_connect),
             ("invalidate", self._on_invalidate),
             ("soft_invalidate", self._on_soft_invalidate),
@@ -93,7 +116,9 @@ class PoolWatch:
         if track_gc:
             # only when a group drops sessions unclosed: a listener on every checkin costs
             # a little on the hot path
-            self._listeners.append(("checkin", self._on_checkin))
+            # an async engine's collector cannot return the connection: it detaches and
+            # terminates it (SQLAlchemy logs it), freeing the slot
+            self._listeners += [("checkin", self._on_checkin), ("detach", self._on_checkin)]
         if track_idle:
             # only for faults that target idle connections: a listener on every checkout
             # and checkin costs a little on the hot path
@@ -103,16 +128,101 @@ class PoolWatch:
             ]
         for name, fn in self._listeners:
             event.listen(engine, name, fn)
+        self._watch_queue(engine.pool)
+
+    def _watch_queue(self, pool: Any) -> None:
+        """Count the checkouts that found no idle connection and no room to open one:
+        those that blocked in the pool's queue (what Erlang C calls waiting). Opening a
+        new connection is not waiting in this sense; its time is the create histogram."""
+        q = getattr(pool, "_pool", None)
+        if isinstance(q, sqla_queue.AsyncAdaptedQueue):
+            original_async_get = q.get
+
+            def async_get(block: bool = True, timeout: float | None = None) -> Any:
+                # one event loop: nothing can fill the queue between this test and the get
+                if block and q._queue.empty():
+                    with self._lock:
+                        self._queued += 1
+                return original_async_get(block, timeout)
+
+            q.get = async_get  # type: ignore[method-assign]
+            self._unwatch.append(lambda: q.__dict__.pop("get", None))
+        elif isinstance(q, sqla_queue.Queue):
+            # Only the condition's wait is hooked: a checkout that never sleeps (the
+            # common case) runs no code of ours. A caller may sleep more than once in one
+            # checkout (woken, but another thread took the connection): it counts once.
+            local = threading.local()
+            condition = q.not_empty
+            original_wait = condition.wait
+
+            def wait(timeout: float | None = None) -> bool:
+                if not getattr(local, "counted", False):
+                    local.counted = True
+                    with self._lock:
+                        self._queued += 1
+                woken = original_wait(timeout)
+                # the queue's lock is held again here: with a connection in the queue the
+                # caller takes it now, and timed out with none it gives up; either way
+                # this checkout's wait is over (woken to an empty queue, it sleeps again)
+                if not woken or not q._empty():
+                    local.counted = False
+                return woken
+
+            condition.wait = wait  # type: ignore[method-assign]
+            self._unwatch.append(lambda: condition.__dict__.pop("wait", None))
+
+    def queued(self) -> int:
+        """Checkouts so far that blocked in the pool's queue."""
+        with self._lock:
+            return self._queued
+
+    def create_times(self) -> dict[int, int]:
+        """How long every connection of the run took to open, {micros: how many}."""
+        with self._lock:
+            return dict(self._create_all)
 
     def remove(self) -> None:
+        for undo in self._unwatch:
+            undo()
+        self._unwatch.clear()
         for name, fn in self._listeners:
             if event.contains(self._engine, name, fn):
                 event.remove(self._engine, name, fn)
 
     # -- events (fired in worker threads) ---------------------------------------------------
 
+    def _on_checkout_peak(self, dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        # The checked-out count only grows at a checkout: reading it here sees every peak.
+        # On every request's path, so QueuePool.checkedout() is computed from the same
+        # attributes without its three calls and the queue's lock (make bench).
+        pool = self._engine.pool
+        if pool is not self._plain_queue_pool:
+            if not isinstance(pool, QueuePool):
+                return  # a NullPool's checkouts are its connects
+            if type(pool._pool) is not sqla_queue.Queue:  # an AsyncAdaptedQueue
+                n = pool.checkedout()
+                if n > self.peak_checked_out.peak:
+                    self.peak_checked_out.note(n)
+                return
+            self._plain_queue_pool = pool
+        q = typing.cast("sqla_queue.Queue[Any]", pool._pool)  # checked above: a plain Queue
+        n = q.maxsize - len(q.queue) + pool._overflow
+        peak = self.peak_checked_out
+        if n > peak.peak:
+            peak.note(n)
+
+    def _on_do_connect(self, dialect: Any, record: Any, cargs: Any, cparams: Any) -> None:
+        # the dialect's event just before the DBAPI connect(): the start of a create time
+        self._connecting[id(record)] = time.perf_counter()
+
     def _on_connect(self, dbapi_connection: Any, record: Any) -> None:
-        server_id = _server_id(dbapi_connection)
+        started = self._connecting.pop(id(record), None)
+        if started is not None:
+            created_us = round((time.perf_counter() - started) * 1e6)
+            with self._lock:
+                self._create_us[created_us] += 1
+                self._create_all[created_us] += 1
+        server_id = self._server_id(dbapi_connection)
         now = time.monotonic()
         # record_info survives reconnects of the same pool slot; info does not.
         rinfo = record.record_info
@@ -120,6 +230,7 @@ class PoolWatch:
         with self._lock:
             self._events.connects += 1
             self._open += 1
+            opened = self._open
             if server_id is not None:
                 self.server_ids.add(server_id)
                 self._open_ids[id(dbapi_connection)] = server_id
@@ -132,6 +243,13 @@ class PoolWatch:
                     self._events.recycles += 1
         rinfo["poolbench_connected_at"] = now
         record.info["poolbench_server_id"] = server_id
+        self.peak_open.note(opened)
+        pool = self._engine.pool
+        if isinstance(pool, QueuePool):
+            # the overflow only grows just before a new connection opens
+            self.peak_overflow.note(pool.overflow())
+        else:
+            self.peak_checked_out.note(opened)  # a NullPool's connections are all in use
 
     def _on_invalidate(self, dbapi_connection: Any, record: Any, exception: Any) -> None:
         with self._lock:
@@ -191,9 +309,26 @@ class PoolWatch:
         with self._lock:
             return set(self._open_ids.values())
 
+    def drain_create_times(self) -> dict[int, int]:
+        """How long each connection opened since the last call took, {micros: how many}."""
+        with self._lock:
+            created, self._create_us = self._create_us, Counter()
+        return dict(created)
+
     def events(self) -> PoolEvents:
         with self._lock:
             return replace(self._events)
+
+    def peaks(self, state: PoolState) -> PoolPeaks:
+        """The highest values since the last call; the next interval starts from ``state``
+        (the gauges read just now)."""
+        with self._lock:
+            opened = max(0, self._open)
+        return PoolPeaks(
+            checked_out=self.peak_checked_out.take(state.checked_out),
+            overflow=self.peak_overflow.take(state.overflow),
+            open=self.peak_open.take(opened),
+        )
 
     def state(self, with_status: bool = False) -> PoolState:
         pool = self._engine.pool
@@ -206,16 +341,3 @@ class PoolWatch:
             with self._lock:
                 checked_out, checked_in, overflow = max(0, self._open), 0, 0
         return PoolState(checked_out, checked_in, overflow, pool.status() if with_status else "")
-
-
-def _server_id(dbapi_connection: Any) -> int | None:
-    """The server's id for a new DBAPI connection, without a round trip."""
-    thread_id = getattr(dbapi_connection, "thread_id", None)  # PyMySQL
-    if callable(thread_id):
-        try:
-            return int(thread_id())
-        except Exception:
-            return None
-    info = getattr(dbapi_connection, "info", None)  # psycopg2 >= 2.8
-    pid = getattr(info, "backend_pid", None)
-    return int(pid) if isinstance(pid, int) else None

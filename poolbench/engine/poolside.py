@@ -17,18 +17,23 @@ same PoolSide either way.
 from __future__ import annotations
 
 import gc
+import importlib.util
 import threading
 from collections.abc import Callable
 from time import perf_counter
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine
 
 from .. import errors
+from ..db.backends import Backend
 from ..metrics.recorder import Aggregator, Recorder
 from ..result import Holder, LeakSite
+from ..scenario.loader import import_task, is_async_task
 from ..scenario.model import Phase, PoolSettings, Scenario
-from .faults import KeepAliveJob, install_idle_timeout
+from ..sites import skip_fragments
+from .faults import KeepAliveJob, install_idle_timeout, sync_ping
 from .leaks import LeakDetector
 from .load import driver_for
 from .pool import PoolWatch, build_engine
@@ -36,9 +41,12 @@ from .readings import GroupTotals, PoolReading, PoolTotals
 from .requests import CheckoutTimer, GroupPlan, LeakRegistry, RequestExecutor
 from .sqla_log import SqlaMessages
 
+if TYPE_CHECKING:
+    from ..app import AppEngine
+
 __all__ = ["LoadDriver", "Measures", "PoolReading", "PoolSide", "PoolTotals", "build_pool_side"]
 
-EngineFactory = Callable[[URL, PoolSettings, str], Engine]
+EngineFactory = Callable[[URL, PoolSettings, dict[str, Any]], Engine]  # url, pool, connect_args
 
 
 def behaviour(group: Any) -> str:
@@ -77,6 +85,8 @@ class LoadDriver(Protocol):
     def start(self, t0: float) -> None: ...
     def set_phase(self, phase: Phase) -> None: ...
     def waiting(self) -> int: ...
+    def peak_waiting(self) -> int: ...  # the most waiting at once since the last call
+    def reset_peaks(self) -> None: ...
     def prefill(self, connections: int) -> None: ...
     def halt(self) -> None: ...
     def join(self, timeout: float) -> int: ...
@@ -94,25 +104,37 @@ class Measures:
         engine: Engine,
         recorder: Recorder,
         leaks: LeakRegistry,
+        server_id: Callable[[Any], int | None],
         on_first_timeout: Callable[[float, str], None] | None = None,
     ) -> None:
         track_idle = any(k.which == "idle" for k in scenario.faults.kill)
         track_gc = any(g.session == "unclosed" for g in scenario.workload)
-        self.watch = PoolWatch(engine, scenario.pool, track_idle=track_idle, track_gc=track_gc)
+        self.watch = PoolWatch(
+            engine, scenario.pool, server_id, track_idle=track_idle, track_gc=track_gc
+        )
         self.recorder = recorder
         self.leaks = leaks
         self.aggregator = Aggregator([(g.label, behaviour(g)) for g in scenario.workload])
         self.leak_detector = (
-            LeakDetector(engine, scenario.leak_detection) if scenario.leak_detection else None
+            LeakDetector(engine, scenario.leak_detection, skip_fragments(scenario.leak_skip))
+            if scenario.leak_detection
+            else None
         )
         self.sqla = SqlaMessages(perf_counter())
+        # the user's own code manages every session (tasks, an app): what it still holds
+        # when the load has stopped was never given back
+        self.count_held_at_end = all(g.session == "closed" for g in scenario.workload) and any(
+            g.task or g.http for g in scenario.workload
+        )
+        self.held = HeldConnections(engine) if self.count_held_at_end else None
         self._on_first_timeout = on_first_timeout
         self.leaks_at_first_timeout: int | None = None
         self.holders_at_first_timeout: list[Holder] | None = None
 
     def first_timeout(self, t_s: float, message: str, leaks: int) -> None:
         """The run's first TimeoutError, the moment it happens: who holds the connections."""
-        self.leaks_at_first_timeout = leaks
+        # sessions the user's code keeps are known only at the end: not how many by now
+        self.leaks_at_first_timeout = None if self.count_held_at_end else leaks
         if self.leak_detector is not None:
             self.holders_at_first_timeout = self.leak_detector.holders()
         if self._on_first_timeout is not None:
@@ -121,8 +143,48 @@ class Measures:
     def remove(self) -> None:
         """Take every listener off the engine."""
         self.watch.remove()
+        if self.held is not None:
+            self.held.remove()
         if self.leak_detector is not None:
             self.leak_detector.remove()
+
+
+class HeldConnections:
+    """The connections out of the pool now, for code poolbench does not drive (tasks, an
+    app): what that code still holds when the run ends is closed at the driver, so the
+    run leaves 0 connections on the server whatever the code kept."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._out: dict[int, Any] = {}  # id(connection record) -> record
+        event.listen(engine, "checkout", self._on_checkout)
+        event.listen(engine, "checkin", self._on_checkin)
+
+    def _on_checkout(self, dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        with self._lock:
+            self._out[id(record)] = record
+
+    def _on_checkin(self, dbapi_connection: Any, record: Any) -> None:
+        with self._lock:
+            self._out.pop(id(record), None)
+
+    def close_all(self) -> int:
+        with self._lock:
+            records, self._out = list(self._out.values()), {}
+        for record in records:
+            try:
+                connection = record.dbapi_connection
+                if connection is not None:
+                    connection.close()
+            except Exception:  # already gone: nothing to leave behind
+                pass
+        return len(records)
+
+    def remove(self) -> None:
+        for name, fn in (("checkout", self._on_checkout), ("checkin", self._on_checkin)):
+            if event.contains(self._engine, name, fn):
+                event.remove(self._engine, name, fn)
 
 
 class PoolSide:
@@ -154,6 +216,9 @@ class PoolSide:
         m.sqla.started_at = t0
         m.sqla.__enter__()
         threading.Thread(target=m.leaks.run_reaper, name="poolbench-reaper", daemon=True).start()
+        # the prefill's connections are not the load's: peaks count from here
+        m.watch.peaks(m.watch.state())
+        self.driver.reset_peaks()
         self.driver.start(t0)  # nothing is sent before the first phase
         if self.keepalive is not None:
             self.keepalive.start()
@@ -173,6 +238,7 @@ class PoolSide:
             m.leak_detector.scan()
         state = m.watch.state(with_status=self.verbose)
         waiting = self.driver.waiting()
+        peaks = m.watch.peaks(state)
         stats, interval = m.aggregator.absorb(m.recorder.drain())
         return PoolReading(
             checked_out=state.checked_out,
@@ -187,6 +253,12 @@ class PoolSide:
             status=state.status,
             open_ids=m.watch.open_server_ids(),
             server_ids=m.watch.server_id_list(),
+            interval_hold=m.aggregator.interval_hold,
+            interval_create=m.watch.drain_create_times(),
+            peak_checked_out=max(peaks.checked_out, state.checked_out),
+            peak_overflow=max(peaks.overflow, state.overflow),
+            peak_waiting=max(self.driver.peak_waiting(), waiting),
+            peak_open=peaks.open,
         )
 
     def open_ids(self) -> set[int]:
@@ -203,9 +275,10 @@ class PoolSide:
     def stop_load(self) -> None:
         self.driver.halt()
 
-    def shutdown(self, grace_s: float) -> int:
+    def shutdown(self, grace_s: float) -> tuple[int, int]:
         """Release leaked sessions, let requests finish, return every connection to the pool
-        and close them; how many requests were still running after ``grace_s``."""
+        and close them. The requests still running after ``grace_s``: how many held a
+        connection, and how many were still waiting for one."""
         m = self.measures
         if m.leak_detector is not None:
             self._leak_sites = m.leak_detector.sites()  # before the cleanup returns them
@@ -214,9 +287,29 @@ class PoolSide:
             self.keepalive.join(grace_s)
         m.leaks.release_all()
         self._stragglers = self.driver.join(grace_s)
+        waiting = min(self._stragglers, self.driver.waiting()) if self._stragglers else 0
+        if m.count_held_at_end:
+            held = m.watch.state().checked_out  # the keep-alive has stopped: not its
+            for _ in range(max(0, held - (self._stragglers - waiting))):
+                m.recorder.note_leak()
         gc.collect()  # returns connections of sessions dropped without close()
+        if m.held is not None and not self._stragglers:
+            self._close_held(m.held)  # the user's code still holds them: 0 connections left
         self.driver.dispose()
-        return self._stragglers
+        return self._stragglers - waiting, waiting
+
+    def _close_held(self, held: HeldConnections) -> None:
+        call = getattr(self.driver, "call", None)
+        if call is None:
+            held.close_all()
+            return
+        # an async driver's connections close on its event loop, in a greenlet
+        from sqlalchemy.util import greenlet_spawn
+
+        async def close() -> None:
+            await greenlet_spawn(held.close_all)
+
+        call(close())
 
     def totals(self) -> PoolTotals:
         m = self.measures
@@ -253,6 +346,8 @@ class PoolSide:
             sqlalchemy_messages=m.sqla.examples(),
             leak_sites=self._leak_sites,
             holders_at_first_timeout=m.holders_at_first_timeout,
+            queued=m.watch.queued(),
+            connect=m.watch.create_times(),
         )
 
     def close(self) -> None:
@@ -265,29 +360,105 @@ class PoolSide:
         m.remove()
 
 
+def engine_kind(scenario: Scenario, backend: Backend) -> str:
+    """ "async" or "sync": the scenario's ``engine`` when it says, else the driver's own
+    (an async-only driver gets an ``AsyncEngine``). UnknownBackend when the driver cannot
+    drive the engine the scenario asks for."""
+    kind = scenario.engine or ("async" if backend.driver.is_async else "sync")
+    if kind == "sync":
+        for index, group in enumerate(scenario.workload):
+            if group.task is not None and is_async_task(import_task(group.task)):
+                raise errors.UsageError(
+                    f"scenario {scenario.name!r}: workload[{index}].task {group.task} is an "
+                    f"async def: it needs an async engine, and "
+                    f"{backend.dialects[0]}+{backend.driver.name} drives a sync one (use "
+                    f"engine: async, or an async driver such as {backend.async_example()})"
+                )
+    if kind == "async" and importlib.util.find_spec("greenlet") is None:
+        # SQLAlchemy's asyncio extension runs the sync core in greenlets
+        raise errors.DriverNotInstalled(
+            "an async engine needs the greenlet package: pip install 'poolbench[async]'"
+        )
+    if kind == "sync" and any(g.cancel_after is not None for g in scenario.workload):
+        raise errors.UsageError(
+            f"scenario {scenario.name!r}: cancel_after needs an async engine (engine: async, "
+            f"or an async driver such as {backend.async_example()})"
+        )
+    if kind not in backend.driver.engines:
+        article = "an" if kind == "async" else "a"
+        usable = " or ".join(
+            f"{backend.dialects[0]}+{d.name}" for d in backend.drivers if kind in d.engines
+        )
+        raise errors.UnknownBackend(
+            f"{backend.dialects[0]}+{backend.driver.name} cannot drive {article} {kind} engine "
+            f"(scenario {scenario.name!r} says engine: {kind}); use {usable}"
+        )
+    return kind
+
+
 def build_pool_side(
     scenario: Scenario,
     url: URL,
-    kind: str,
+    backend: Backend,
     application_name: str,
     scrub: Callable[[str], str],
     share: tuple[int, int] = (0, 1),
     on_first_timeout: Callable[[float, str], None] | None = None,
     verbose: bool = False,
     engine_factory: EngineFactory = build_engine,
+    app: AppEngine | None = None,
+    http: Any = None,
 ) -> PoolSide:
-    """The threaded pool side of ``scenario`` (process ``share[0]`` of ``share[1]``)."""
+    """The pool side of ``scenario`` (process ``share[0]`` of ``share[1]``): threaded on an
+    ``Engine``, or one event loop on an ``AsyncEngine`` (:func:`engine_kind`). With ``app``,
+    the app's own engine (app/binding.py), its connect arguments untouched: its
+    connections are told apart on the server by their server-side ids."""
     try:
-        plans = [GroupPlan.build(i, g, kind) for i, g in enumerate(scenario.workload)]
+        plans = [GroupPlan.build(i, g, backend) for i, g in enumerate(scenario.workload)]
     except ValueError as exc:
         raise errors.UnsupportedDatabase(f"scenario {scenario.name!r}: {exc}") from None
-    engine = engine_factory(url, scenario.pool, application_name)
+    connect_args = backend.driver.connect_args(application_name)
+    is_async = engine_kind(scenario, backend) == "async"
+    if app is not None:
+        is_async = app.async_engine is not None
+        if app.async_engine is not None:
+            async_engine = app.async_engine
+        engine = app.engine
+    elif is_async:
+        from .async_side import build_async_engine
+
+        async_engine = build_async_engine(url, scenario.pool, connect_args)
+        engine = async_engine.sync_engine
+    else:
+        engine = engine_factory(url, scenario.pool, connect_args)
     if scenario.faults.server_idle_timeout:
-        install_idle_timeout(engine, kind, scenario.faults.server_idle_timeout)
-    measures = Measures(scenario, engine, Recorder(), LeakRegistry(), on_first_timeout)
+        install_idle_timeout(engine, backend, scenario.faults.server_idle_timeout)
+    measures = Measures(
+        scenario,
+        engine,
+        Recorder(),
+        LeakRegistry(),
+        backend.driver.server_id,
+        on_first_timeout,
+    )
+    if is_async:
+        from .async_side import async_load_parts
+
+        async_driver, async_keepalive = async_load_parts(
+            scenario, async_engine, backend, measures, scrub, share, plans
+        )
+        if app is not None:
+            async_driver.executor.Session = app.factory
+        if any(g.api in ("sessionmaker", "dependency") for g in scenario.workload):
+            from .async_requests import TaskCheckoutTimer
+
+            executor_ = async_driver.executor
+            executor_.timer = TaskCheckoutTimer(async_engine, executor_.waiting)
+        return PoolSide(engine, async_driver, measures, async_keepalive, share, verbose)
     stop = threading.Event()
     executor = RequestExecutor(
         engine,
+        backend,
         measures.recorder,
         measures.leaks,
         stop,
@@ -295,7 +466,10 @@ def build_pool_side(
         scrub,
         measures.first_timeout,
     )
-    if any(g.api == "sessionmaker" for g in scenario.workload):
+    if app is not None:
+        executor.Session = app.factory  # the app's own Session class (SQLModel's too)
+    executor.http = http
+    if http is not None or any(g.api in ("sessionmaker", "dependency") for g in scenario.workload):
         # tasks open their own sessions: time every checkout at the pool instead
         executor.timer = CheckoutTimer(engine)
     index, count = share
@@ -312,7 +486,7 @@ def build_pool_side(
         stop=stop,
     )
     keepalive = (
-        KeepAliveJob(engine, scenario.keepalive.every, scenario.keepalive.query, stop)
+        KeepAliveJob(sync_ping(engine, scenario.keepalive.query), scenario.keepalive.every, stop)
         if scenario.keepalive is not None
         else None
     )

@@ -70,9 +70,11 @@ def _events(parts: Sequence[Any], name: str) -> PoolEvents:
     return events
 
 
-def _consumed(parts: Sequence[Any], name: str) -> dict[int, int]:
-    """The interval's waits are folded into the merged stats' p99, not carried on."""
-    return {}
+def _added(parts: Sequence[Any], name: str) -> dict[int, int]:
+    total: Counter[int] = Counter()
+    for value in _values(parts, name):
+        total.update(value)
+    return dict(total)
 
 
 def _joined(parts: Sequence[Any], name: str) -> str:
@@ -98,12 +100,23 @@ class PoolReading:
     leaked_open: int = field(metadata=by(summed))
     leaked: int = field(metadata=by(summed))  # sessions leaked so far (cumulative)
     stats: IntervalStats = field(metadata=by(_interval_stats))
-    # the interval's checkout waits, {micros: how many}
-    interval_wait: dict[int, int] = field(metadata=by(_consumed))
+    # the interval's checkout waits, {micros: how many}: the merged stats' p99 is taken
+    # from them, and the metrics endpoint's wait histogram adds them up
+    interval_wait: dict[int, int] = field(metadata=by(_added))
     events: PoolEvents = field(metadata=by(_events))  # cumulative
     status: str = field(metadata=by(_joined), default="")
     open_ids: set[int] = field(metadata=by(_union), default_factory=set)
     server_ids: list[int] = field(metadata=by(_concatenated), default_factory=list)
+    # the interval's holds (use times), {micros: how many}, for the metrics endpoint
+    interval_hold: dict[int, int] = field(metadata=by(_added), default_factory=dict)
+    # how long the interval's new connections took to open, {micros: how many}
+    interval_create: dict[int, int] = field(metadata=by(_added), default_factory=dict)
+    # the interval's exact highest values (engine/peaks.py); a fleet's are the sum of its
+    # processes' (they may peak at different instants: an upper bound)
+    peak_checked_out: int = field(metadata=by(summed), default=0)
+    peak_overflow: int = field(metadata=by(summed), default=0)
+    peak_waiting: int = field(metadata=by(summed), default=0)
+    peak_open: int = field(metadata=by(summed), default=0)
 
     @classmethod
     def merged(cls, readings: Sequence[PoolReading]) -> PoolReading:
@@ -256,6 +269,11 @@ class PoolTotals:
     sqlalchemy_messages: list[ErrorExample] = field(metadata=by(_sqlalchemy_messages))
     leak_sites: list[LeakSite] = field(metadata=by(_leak_sites))
     holders_at_first_timeout: list[Holder] | None = field(metadata=by(_at_first_timeout))
+    # checkouts that blocked in the pool's queue (no idle connection, no room to open one)
+    queued: int = field(metadata=by(summed), default=0)
+    connect: dict[int, int] = field(metadata=by(_histogram), default_factory=dict)  # {µs: n}
+    # lines for the summary's notes (an app's pool as found, its HTTP endpoints)
+    notes: list[str] = field(metadata=by(_concatenated), default_factory=list)
 
     @classmethod
     def merged(cls, parts: Sequence[PoolTotals]) -> PoolTotals:

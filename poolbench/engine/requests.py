@@ -13,6 +13,7 @@ waiting for the pool is measured exactly where it happens.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import random
@@ -26,16 +27,20 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
+from ..db.backends import Backend
 from ..metrics.recorder import INJECTED, OK, OUTCOME, Recorder
 from ..scenario.loader import import_task
 from ..scenario.model import Distribution, WorkloadGroup
 from .classify import InjectedError, classify
+from .peaks import Peak
 from .pool import ABANDONED
 
-_SLEEP_SQL = {
-    "postgresql": "SELECT pg_sleep(:seconds)",
-    "mysql": "SELECT SLEEP(:seconds)",
-}
+
+def burn(seconds: float) -> None:
+    """CPU-bound work for ``seconds`` (a busy loop, holding the GIL as Python code does)."""
+    end = perf_counter() + seconds
+    while perf_counter() < end:
+        pass
 
 
 def draw_from(dist: Distribution) -> Callable[[random.Random], float]:
@@ -66,18 +71,21 @@ class GroupPlan:
     task: Callable[..., Any] | None = None
     uses_session: bool = True  # api: session (else a Connection)
     own_sessions: bool = False  # api: sessionmaker: the task opens its own sessions
+    dependency: bool = False  # api: dependency: the task is a get_db-style generator
+    sends_http: bool = False  # http: the request goes to the app over HTTP (app/http_load.py)
     closes: bool = True  # session: closed
     error_rate: float = 0.0
+    cpu: float = 0.0  # seconds of busy loop while holding the connection
+    cancel_after: Callable[[random.Random], float] | None = None  # async engines
     returns_rows: bool | None = None  # learnt from the first result
 
     @classmethod
-    def build(cls, index: int, group: WorkloadGroup, backend: str) -> GroupPlan:
+    def build(cls, index: int, group: WorkloadGroup, backend: Backend) -> GroupPlan:
         sleep_sql = None
         if group.hold_in == "server":
-            sql = _SLEEP_SQL.get(backend)
-            if sql is None:
-                raise ValueError(f"hold_in: server is not supported on {backend}")
-            sleep_sql = sa.text(sql)
+            if backend.sleep_sql is None:
+                raise ValueError(f"hold_in: server is not supported on {backend.title}")
+            sleep_sql = sa.text(backend.sleep_sql)
         return cls(
             index=index,
             group=group,
@@ -89,9 +97,13 @@ class GroupPlan:
             has_think=group.think.mean > 0 or group.think.high > 0,
             task=import_task(group.task) if group.task else None,
             uses_session=group.api == "session",
-            own_sessions=group.api == "sessionmaker",
+            own_sessions=group.api in ("sessionmaker", "dependency"),
+            dependency=group.api == "dependency",
+            sends_http=group.http is not None,
             closes=group.session == "closed",
             error_rate=group.error_rate,
+            cpu=group.cpu,
+            cancel_after=draw_from(group.cancel_after) if group.cancel_after else None,
         )
 
 
@@ -103,20 +115,19 @@ class CheckoutTimer:
     def __init__(self, engine: Engine) -> None:
         self._local = threading.local()
         self._lock = threading.Lock()
-        self.in_flight = 0
+        self.in_flight = Peak()
         pool = engine.pool
         original = pool.connect
+        in_flight = self.in_flight
 
         def connect() -> Any:
-            with self._lock:
-                self.in_flight += 1
+            in_flight.up()
             start = perf_counter()
             try:
                 return original()
             finally:
                 self._local.wait = getattr(self._local, "wait", 0.0) + perf_counter() - start
-                with self._lock:
-                    self.in_flight -= 1
+                in_flight.down()
 
         pool.connect = connect  # type: ignore[method-assign]
 
@@ -194,12 +205,45 @@ class Worker:
         self.rng = random.Random(None if seed is None else seed * 1_000_003 + index)
 
 
-class RequestExecutor:
+class RecordsFailures:
+    """How a failed request is recorded, the same for the threaded and the async executor:
+    classified, the first timeout noted as it happens, the error carried by its record."""
+
+    halted: bool
+    recorder: Recorder
+    backend: Backend
+    scrub: Callable[[str], str]
+    started_at: float
+    on_first_timeout: Callable[[float, str, int], None]
+
+    def unexpected(self, plan: GroupPlan, exc: BaseException) -> None:
+        """An error outside the request's own handling (a bug, or a driver crash)."""
+        if not self.halted:
+            self._failed(plan, exc, 0.0, 0.0, leaked=False)
+
+    def _failed(
+        self, plan: GroupPlan, exc: BaseException, waited: float, held: float, leaked: bool
+    ) -> None:
+        if isinstance(exc, InjectedError):
+            self.recorder.finished(plan.index, INJECTED, int(waited * 1e6), int(held * 1e6), leaked)
+            return
+        kind, code, message = classify(exc, self.backend, self.scrub)
+        t_s = perf_counter() - self.started_at
+        if kind == "timeout" and self.recorder.errors.first_timeout(t_s, message):
+            self.on_first_timeout(t_s, message, self.recorder.leaks)
+        error = (kind, code, message, t_s)
+        self.recorder.finished(
+            plan.index, OUTCOME[kind], int(waited * 1e6), int(held * 1e6), leaked, error
+        )
+
+
+class RequestExecutor(RecordsFailures):
     """Runs one request of a group and reports it to the recorder."""
 
     def __init__(
         self,
         engine: Engine,
+        backend: Backend,
         recorder: Recorder,
         leaks: LeakRegistry,
         stop: threading.Event,
@@ -208,6 +252,7 @@ class RequestExecutor:
         on_first_timeout: Callable[[float, str, int], None],
     ) -> None:
         self.engine = engine
+        self.backend = backend
         self.Session = sessionmaker(bind=engine)
         self.recorder = recorder
         self.leaks = leaks
@@ -216,6 +261,8 @@ class RequestExecutor:
         self.scrub = scrub
         self.on_first_timeout = on_first_timeout
         self.timer: CheckoutTimer | None = None
+        self.http: Any = None  # app/http_load.py's HttpLoad, for groups with http:
+        self.waiting = Peak()  # callers in checkout now, and their peak (engine/peaks.py)
         self._append = recorder.append  # Recorder.finished, without a call of ours
         # set with ``stop`` when the run ends (PoolSide.stop_load): a plain attribute is
         # cheaper to test on every request than Event.is_set(); ``stop`` stays for waits
@@ -224,8 +271,11 @@ class RequestExecutor:
     def run(self, worker: Worker, plan: GroupPlan) -> None:
         # The hot path: every line here is paid by every request, so flags are read from
         # the plan rather than recomputed (see make bench for what this costs).
+        if plan.sends_http:
+            self.http.run(self, plan)
+            return
         if plan.own_sessions:
-            self._run_own_sessions(plan)
+            self._run_own_sessions(plan, worker)
             return
         if plan.uses_session:
             holder: Any = self.Session()
@@ -233,12 +283,20 @@ class RequestExecutor:
         else:
             holder = None
             checkout = self.engine.connect
+        # Counted inline, without Peak.up()'s lock: no call or jump between reading and
+        # writing the count, so under the GIL no other thread runs in between (and the
+        # driver recounts from the workers' flags at every sample). See make bench.
+        waiting = self.waiting
         worker.in_checkout = True
+        now = waiting.now = waiting.now + 1
+        if now > waiting.peak:
+            waiting.peak = now
         t0 = perf_counter()
         try:
             conn = checkout()
         except Exception as exc:
             worker.in_checkout = False
+            waiting.now -= 1
             waited = perf_counter() - t0
             if holder is not None:
                 _close_quietly(holder)
@@ -246,6 +304,7 @@ class RequestExecutor:
                 self._failed(plan, exc, waited, 0.0, leaked=False)
             return
         worker.in_checkout = False
+        waiting.now -= 1
         t1 = perf_counter()
         if holder is None:
             holder = conn
@@ -264,6 +323,8 @@ class RequestExecutor:
                     plan.returns_rows = result.returns_rows
                 if plan.returns_rows:
                     result.all()
+            if plan.cpu:
+                burn(plan.cpu)
             if plan.has_hold:
                 seconds = plan.hold(worker.rng)
                 if plan.sleep_sql is not None:
@@ -273,7 +334,7 @@ class RequestExecutor:
                     return
             if plan.error_rate and worker.rng.random() < plan.error_rate:
                 raise InjectedError(f"injected application error in group {plan.group.label!r}")
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit from a task too: an error of this request
             # Drop the traceback: it references this frame, and with it the session,
             # which would otherwise live on until the cyclic garbage collector runs.
             failure = exc.with_traceback(None)
@@ -314,15 +375,18 @@ class RequestExecutor:
         self.leaks.keep(holder, plan.group.leak_hold)
         return True
 
-    def _run_own_sessions(self, plan: GroupPlan) -> None:
+    def _run_own_sessions(self, plan: GroupPlan, worker: Worker) -> None:
         """A task that gets the sessionmaker and manages its sessions itself."""
         assert plan.task is not None and self.timer is not None
         self.timer.take_wait()
         start = perf_counter()
         failure: BaseException | None = None
         try:
-            plan.task(self.Session)
-        except Exception as exc:
+            if plan.dependency:
+                self._through_dependency(plan, worker.rng)
+            else:
+                plan.task(self.Session)
+        except BaseException as exc:  # SystemExit too: an error of this request
             failure = exc.with_traceback(None)
         total = perf_counter() - start
         waited = self.timer.take_wait()
@@ -335,21 +399,19 @@ class RequestExecutor:
         else:
             self._failed(plan, failure, waited, total - waited, leaked=False)
 
-    def unexpected(self, plan: GroupPlan, exc: BaseException) -> None:
-        """An error outside the request's own handling (a bug, or a driver crash)."""
-        if not self.halted:
-            self._failed(plan, exc, 0.0, 0.0, leaked=False)
-
-    def _failed(
-        self, plan: GroupPlan, exc: BaseException, waited: float, held: float, leaked: bool
-    ) -> None:
-        if isinstance(exc, InjectedError):
-            self.recorder.finished(plan.index, INJECTED, int(waited * 1e6), int(held * 1e6), leaked)
-            return
-        kind, code, message = classify(exc, self.scrub)
-        t_s = perf_counter() - self.started_at
-        if self.recorder.errors.record(kind, code, message, t_s):
-            self.on_first_timeout(t_s, message, self.recorder.leaks)
-        self.recorder.finished(
-            plan.index, OUTCOME[kind], int(waited * 1e6), int(held * 1e6), leaked
-        )
+    def _through_dependency(self, plan: GroupPlan, rng: random.Random) -> None:
+        """A request through a get_db-style generator dependency, as FastAPI drives one:
+        ``next()`` gives the session, the request's work runs on it, then the generator is
+        resumed (closed, or thrown the request's error), so a dependency without
+        ``finally: db.close()`` leaks here as it does in production."""
+        assert plan.task is not None
+        with contextlib.contextmanager(plan.task)() as db:
+            result = db.execute(plan.query)
+            if result.returns_rows:
+                result.all()
+            if plan.has_hold:
+                seconds = plan.hold(rng)
+                if plan.sleep_sql is not None:
+                    db.execute(plan.sleep_sql, {"seconds": seconds}).all()
+                else:
+                    self.stop.wait(seconds)

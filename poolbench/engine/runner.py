@@ -14,63 +14,44 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from time import perf_counter
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import checks, errors
-from ..db.server import ServerProbe, probe_for
+from ..db import backends
+from ..db.embedded import EmbeddedPostgres
+from ..db.server import ServerProbe
 from ..db.target import Target
 from ..metrics.histogram import LatencyHistogram
 from ..result import (
     DatabaseInfo,
-    FaultEvent,
-    Progress,
+    GroupLatencies,
+    Latencies,
+    Leaks,
+    LoadInfo,
+    Peaks,
+    PoolInfo,
+    ProcessInfo,
     RunHeader,
     RunResult,
-    Sample,
+    ScenarioInfo,
+    ServerFigures,
     Summary,
 )
+from ..result.observer import Observer
 from ..scenario.model import Phase, Scenario
-from ..units import format_duration
+from . import interrupts
 from .faults import FaultSchedule, check_supported
-from .poolside import PoolSide, build_pool_side
+from .poolside import PoolSide, build_pool_side, engine_kind
 from .readings import GroupHistograms, PoolReading, PoolTotals
-from .sampler import ServerWatch, Timeline
+from .sampler import SERVER_WAIT_S, ServerWatch, Timeline
+from .saturation import client_load
 
-# A checkout slower than this had to wait for a connection: P(wait), as Erlang C calls
-# it. No wall-clock threshold separates "waited" from "did not" exactly; 1 ms is far
-# above a checkout that finds an idle connection (measured against a local PostgreSQL:
-# a median of ~15 us, ~35 us with pool_pre_ping's round trip) and at or below any wait
-# for a returned connection worth reporting.
-WAITED_US = 1000
-
-
-class Observer:
-    """Receives a run's progress; the live view and the plain progress lines implement it.
-
-    Methods are called from the runner's thread, except :meth:`first_timeout` and
-    :meth:`fault`, which are called the moment they happen, from other threads.
-    """
-
-    def started(self, header: RunHeader) -> None:
-        pass
-
-    def sampled(self, sample: Sample, progress: Progress) -> None:
-        pass
-
-    def first_timeout(self, t_s: float, message: str) -> None:
-        pass
-
-    def stopping(self, reason: str) -> None:
-        pass
-
-    def fault(self, event: FaultEvent) -> None:
-        """A kill or restart happened."""
-
-    def finished(self) -> None:
-        pass
+if TYPE_CHECKING:
+    from ..app import BoundApp
 
 
 @dataclass
@@ -83,6 +64,11 @@ class RunOptions:
     variant: dict[str, Any] | None = None  # the settings this variant overrides
     variant_name: str | None = None
     processes: int | None = None  # overrides the scenario's fleet.processes
+    # Called once everything is ready, just before measuring starts; blocks until the
+    # start and returns it (epoch seconds). A node of a run across hosts waits there
+    # for the others (poolbench/nodes); the result's started_at is that instant.
+    start_gate: Callable[[], float] | None = None
+    keep_histograms: bool = False  # put the latency counts in the result, for merging
 
 
 class Pools(Protocol):
@@ -98,8 +84,8 @@ class Pools(Protocol):
     def server_ids(self) -> list[int]: ...
     def idle_ids(self) -> list[int]: ...
     def stop_load(self) -> None: ...
-    def shutdown(self, grace_s: float) -> int: ...
-    def totals(self) -> tuple[PoolTotals, list[GroupHistograms], list[dict[str, Any]]]: ...
+    def shutdown(self, grace_s: float) -> tuple[int, int]: ...  # (holding, waiting)
+    def totals(self) -> tuple[PoolTotals, list[GroupHistograms], list[ProcessInfo]]: ...
     def close(self) -> None: ...
 
 
@@ -136,10 +122,10 @@ class LocalPools:
     def stop_load(self) -> None:
         self.side.stop_load()
 
-    def shutdown(self, grace_s: float) -> int:
+    def shutdown(self, grace_s: float) -> tuple[int, int]:
         return self.side.shutdown(grace_s)
 
-    def totals(self) -> tuple[PoolTotals, list[GroupHistograms], list[dict[str, Any]]]:
+    def totals(self) -> tuple[PoolTotals, list[GroupHistograms], list[ProcessInfo]]:
         # merged although alone: the same ordering and limits as a fleet's
         merged = PoolTotals.merged([self.side.totals()])
         return merged, merged.group_histograms(), []
@@ -152,23 +138,19 @@ def new_run_id() -> str:
     return secrets.token_hex(4)
 
 
-_EXAMPLE_URL = {
-    "mysql": "mysql+pymysql://root@127.0.0.1:3306/test",
-    "postgresql": "postgresql+psycopg2://postgres@127.0.0.1:5432/test",
-}
-
-
-def check_requirements(scenario: Scenario, target_kind: str | None) -> None:
-    """UnsupportedDatabase when the scenario needs another kind of database."""
-    needed = scenario.database.requires
-    if needed and target_kind != needed:
-        names = {"mysql": "MySQL or MariaDB", "postgresql": "PostgreSQL"}
-        got = names.get(target_kind or "", target_kind)
-        hint = f"pass --url, e.g. {_EXAMPLE_URL[needed]}"
-        if needed == "postgresql":
-            hint = "run it without --url and POOLBENCH_URL for the embedded PostgreSQL, or " + hint
+def check_requirements(scenario: Scenario, target: Target) -> None:
+    """UnsupportedDatabase when the scenario needs another kind of database, UnknownBackend
+    when the URL's driver cannot drive the engine the scenario asks for."""
+    engine_kind(scenario, target.backend)
+    if not scenario.database.requires:
+        return
+    needed = backends.named(scenario.database.requires)
+    if target.backend.name != needed.name:
+        embedded = needed.name == EmbeddedPostgres.backend.name
         raise errors.UnsupportedDatabase(
-            f"scenario {scenario.name!r} needs {names[needed]}; it was given {got} ({hint})"
+            f"scenario {scenario.name!r} needs {needed.title}; it was given {target.backend.title}",
+            example_url=needed.example_url,
+            embedded=needed.title if embedded else None,
         )
 
 
@@ -181,14 +163,38 @@ def run_scenario(
     """Run ``scenario`` against ``target`` and return everything measured."""
     options = options or RunOptions()
     observer = observer or Observer()
-    check_requirements(scenario, target.kind)
+    if scenario.app is not None and (options.processes or 1) > 1:
+        raise errors.UsageError(
+            f"--processes {options.processes}: scenario {scenario.name!r} measures the app's "
+            "own engine, in one process; leave --processes out"
+        )
+    if scenario.app is not None and scenario.app.served:
+        from ..app.binding import served_scenario
+
+        return _run_scenario(served_scenario(scenario), target, options, observer, None)
+    if scenario.app is not None:
+        from ..app import bound_app
+
+        with bound_app(scenario) as bound:
+            return _run_scenario(bound.scenario, target, options, observer, bound)
+    return _run_scenario(scenario, target, options, observer, None)
+
+
+def _run_scenario(
+    scenario: Scenario,
+    target: Target,
+    options: RunOptions,
+    observer: Observer,
+    app: BoundApp | None,
+) -> RunResult:
+    check_requirements(scenario, target)
     run_id = options.run_id or new_run_id()
     app_name = f"poolbench-{run_id}"
-    probe = probe_for(target.url, app_name)
+    probe = ServerProbe(target.url, target.backend, app_name)
     probe.open()
     try:
-        check_supported(scenario.faults, target.kind, probe.server_version, target.embedded)
-        return _Run(scenario, target, options, observer, probe, run_id, app_name).execute()
+        check_supported(scenario.faults, target.backend, probe.server_version, target.embedded)
+        return _Run(scenario, target, options, observer, probe, run_id, app_name, app).execute()
     finally:
         probe.close()
 
@@ -203,8 +209,10 @@ class _Run:
         probe: ServerProbe,
         run_id: str,
         app_name: str,
+        app: BoundApp | None = None,
     ) -> None:
         self.scenario = scenario
+        self.app = app
         self.target = target
         self.options = options
         self.observer = observer
@@ -212,7 +220,7 @@ class _Run:
         self.run_id = run_id
         self.app_name = app_name
         self.processes = options.processes or scenario.fleet.processes
-        self.notes: list[str] = []
+        self.notes: list[str] = list(app.notes) if app is not None else []
         self.database = DatabaseInfo(
             url=target.masked,
             dialect=target.url.get_backend_name(),
@@ -225,6 +233,7 @@ class _Run:
             superuser=probe.superuser,
             connections_in_use=probe.connections_in_use,
             available_connections=probe.available_connections(),
+            engine=engine_kind(scenario, target.backend),
         )
         capacity = scenario.pool.capacity
         self.worst_case = None if capacity is None else capacity * self.processes
@@ -232,10 +241,25 @@ class _Run:
         self._lock = threading.Lock()
         self._remaining: int | None = None
         self._terminated = 0
+        self._cpu_s: float | None = None  # CPU this process spent measuring
 
     # -- the run -------------------------------------------------------------------------------
 
     def _pools(self) -> Pools:
+        if self.scenario.app is not None and self.scenario.app.served:
+            from ..app.serve import serve_main
+            from .fleet import FleetPools
+
+            return FleetPools(
+                self.scenario,
+                self.target,
+                self.app_name,
+                1,
+                self._on_first_timeout,
+                self.options.verbose,
+                child_main=serve_main,
+                name="app",
+            )
         if self.processes > 1:
             from .fleet import FleetPools
 
@@ -250,11 +274,12 @@ class _Run:
         side = build_pool_side(
             self.scenario,
             self.target.url,
-            self.target.kind,
+            self.target.backend,
             self.app_name,
             self.target.scrub,
             on_first_timeout=self._on_first_timeout,
             verbose=self.options.verbose,
+            app=self.app.app if self.app is not None else None,
         )
         return LocalPools(side)
 
@@ -272,34 +297,51 @@ class _Run:
             )
             server = ServerWatch(self.probe, pools.server_ids)
             timeline = Timeline(scenario.total_duration)
-            started_wall = datetime.now(timezone.utc).isoformat(timespec="seconds")
             self.observer.started(self._header())
             interrupted = False
             if scenario.prefill and scenario.pool.poolclass == "QueuePool":
                 pools.prefill(scenario.pool.pool_size)
             server.start()
+            gate = self.options.start_gate
+            started_wall = iso_ms(gate() if gate is not None else time.time())
             t0 = perf_counter()
+            cpu0 = time.process_time()
             pools.begin(t0)
+            ctrl_c = interrupts.current()
             try:
                 try:
+                    ctrl_c.measuring()
                     elapsed = self._measure(pools, faults, server, timeline, t0)
+                    self._cpu_s = time.process_time() - cpu0
+                    ctrl_c.finishing()
                 except KeyboardInterrupt:
+                    ctrl_c.finishing()  # from here a Ctrl-C skips the waiting only
                     interrupted = True
                     pools.stop_load()
                     elapsed = perf_counter() - t0
+                    self._cpu_s = time.process_time() - cpu0
                     self.observer.stopping("interrupted: stopping and keeping what was measured")
                     self._sample(pools, server, timeline, elapsed, "interrupted")
                 self._shutdown(pools, faults, server, timeline)
+                interrupted = interrupted or ctrl_c.interrupted
             finally:
                 server.close()
             totals, groups, per_process = pools.totals()
+            self.notes.extend(n for n in totals.notes if n not in self.notes)
         finally:
             pools.close()
         summary = self._summary(elapsed, timeline, totals, groups)
+        histograms = None
+        if self.options.keep_histograms:
+            histograms = [
+                GroupLatencies(g.name, g.wait.to_counts(), g.hold.to_counts()) for g in groups
+            ]
         checks.evaluate(
             summary,
             checks.parse_conditions(dict(scenario.thresholds)),
             checks.parse_conditions(dict(scenario.expect)),
+            checks.expected_errors(scenario.faults),
+            scenario.changed_by,
         )
         self.observer.finished()
         return RunResult(
@@ -307,12 +349,8 @@ class _Run:
             scenario=_scenario_info(scenario),
             started_at=started_wall,
             database=self.database,
-            pool={
-                "poolclass": scenario.pool.poolclass,
-                **_pool_dict(scenario),
-                "create_engine": scenario.pool.describe(),
-            },
-            load=_load_dict(scenario),
+            pool=_pool_info(scenario),
+            load=_load_info(scenario),
             interval_s=scenario.interval,
             timeline=timeline.samples,
             summary=summary,
@@ -322,6 +360,7 @@ class _Run:
             variant_name=self.options.variant_name,
             faults=sorted(faults.events, key=lambda e: e.t_s),
             processes=per_process,
+            histograms=histograms,
         )
 
     def _measure(
@@ -351,8 +390,10 @@ class _Run:
                 current += 1
                 pools.set_phase(phases[current])
             if now >= end:
-                pools.stop_load()
+                # the last sample while the load still runs: after stop_load it would
+                # describe the pool mid-shutdown (woken waiters, released sessions)
                 self._sample(pools, server, timeline, end, phases[current].name or "")
+                pools.stop_load()
                 return end
             faults.fire_due(now)
             if now >= next_tick:
@@ -372,14 +413,21 @@ class _Run:
         self, pools: Pools, server: ServerWatch, timeline: Timeline, t_s: float, phase: str
     ) -> None:
         reading, wait_p99 = pools.read()
-        view, fresh = server.refresh()
+        view, fresh = server.refresh(min(SERVER_WAIT_S, self.scenario.interval / 2))
+        if not fresh:
+            # the server did not answer in time (hung, restarting): the sample says it
+            # does not know, rather than repeat an older count as if it were now
+            view = None
         stale = None
         if view is not None and fresh and pools.exact_stale:
             # connections the pool holds that the server no longer has (closed by an idle
             # timeout, a kill or a restart, and not yet noticed). Only those open both
             # before and after the server was asked: one opened or closed meanwhile is not.
             stale = len((reading.open_ids & pools.open_ids()) - view.ids)
+        self.observer.read(reading)
         sample = timeline.add(t_s, phase, reading, wait_p99, view, stale)
+        if self.options.keep_histograms:
+            sample.wait_counts = dict(reading.interval_wait)
         with self._lock:
             first = self._first_timeout
         self.observer.sampled(sample, timeline.progress(t_s, phase, reading, first))
@@ -401,23 +449,23 @@ class _Run:
         if leaked:
             self.observer.stopping(f"releasing {leaked} leaked sessions")
         faults.join(10)  # a restart in progress must finish before the cleanup
-        stragglers = pools.shutdown(self.options.grace_s)
+        holding, waiting = pools.shutdown(self.options.grace_s)
+        stragglers = holding + waiting
         server.close()
-        if stragglers:
-            self.notes.append(
-                f"{stragglers} requests were still running {self.options.grace_s:g}s after "
-                "the end; their connections were ended on the server"
-            )
         remaining = self._server_count(pools)
         if remaining:
             self._terminated = self.probe.terminate(pools.server_ids())
             remaining = self._server_count(pools)
-            if self._terminated and not stragglers:
-                self.notes.append(
-                    f"{self._terminated} connections were still checked out after the "
-                    "cleanup (held by code poolbench does not control); they were ended on "
-                    "the server"
-                )
+        if stragglers:
+            self.notes.append(
+                straggler_note(holding, waiting, self.options.grace_s, self._terminated)
+            )
+        elif self._terminated:
+            self.notes.append(
+                f"{self._terminated} connections were still checked out after the "
+                "cleanup (held by code poolbench does not control); they were ended on "
+                "the server"
+            )
         self._remaining = remaining
 
     def _server_count(self, pools: Pools) -> int | None:
@@ -442,6 +490,8 @@ class _Run:
         for g in groups:
             wait.add(g.wait)
             hold.add(g.hold)
+        connect = LatencyHistogram()
+        connect.record_counts(totals.connect)
         maxima = timeline.maxima
         return Summary(
             duration_s=round(elapsed, 3),
@@ -452,16 +502,28 @@ class _Run:
             first_timeout_at_s=_round(totals.first_timeout_at_s),
             first_timeout_message=totals.first_timeout_message,
             errors=totals.errors,
-            checkout_wait_ms=wait.percentiles(),
-            hold_ms=hold.percentiles(),
-            wait_probability=_round(wait.fraction_above(WAITED_US), 4),
-            max_checked_out=maxima.checked_out,
-            max_overflow=maxima.overflow,
-            max_waiting=maxima.waiting,
-            max_server_connections=maxima.server,
-            max_stale=maxima.stale,
-            leaked=totals.leaked,
-            leaked_at_first_timeout=totals.leaked_at_first_timeout,
+            latencies=Latencies(
+                checkout_wait_ms=wait.percentiles(),
+                hold_ms=hold.percentiles(),
+                wait_probability=_round(min(1.0, totals.queued / wait.count), 4)
+                if wait.count
+                else None,
+                connect_ms=connect.percentiles(),
+            ),
+            peaks=Peaks(
+                checked_out=maxima.checked_out,
+                overflow=maxima.overflow,
+                waiting=maxima.waiting,
+                server_connections=maxima.server,
+                stale=maxima.stale,
+                connections_open=maxima.open,
+            ),
+            leaks=Leaks(
+                sessions=totals.leaked,
+                at_first_timeout=totals.leaked_at_first_timeout,
+                sites=totals.leak_sites,
+                holders_at_first_timeout=totals.holders_at_first_timeout,
+            ),
             injected_errors=totals.injected,
             keepalive_pings=totals.keepalive_pings,
             keepalive_errors=totals.keepalive_errors,
@@ -470,82 +532,99 @@ class _Run:
             pool_events=totals.events,
             sqlalchemy_warnings=totals.sqlalchemy_messages,
             groups=totals.group_summaries(),
-            server_connections_at_exit=self._remaining,
-            terminated_at_exit=self._terminated,
-            leak_sites=totals.leak_sites,
-            holders_at_first_timeout=totals.holders_at_first_timeout,
+            server=ServerFigures(
+                connections_at_exit=self._remaining,
+                terminated_at_exit=self._terminated,
+                worst_case=self.worst_case,
+                headroom=None
+                if self.worst_case is None or self.database.available_connections is None
+                else self.database.available_connections - self.worst_case,
+            ),
             processes=self.processes,
-            worst_case_connections=self.worst_case,
-            connection_headroom=None
-            if self.worst_case is None or self.database.available_connections is None
-            else self.database.available_connections - self.worst_case,
+            client=client_load(
+                self.scenario,
+                totals.group_summaries(),
+                # a fleet's load runs in other processes, whose CPU this one does not see
+                self._cpu_s if self.processes == 1 else None,
+                elapsed,
+            ),
         )
 
     def _header(self) -> RunHeader:
         s = self.scenario
-        phases = [
-            {"name": p.name, "duration_s": p.duration, "workers": p.workers, "rate": p.rate}
-            for p in s.effective_phases()
-        ]
         return RunHeader(
             run_id=self.run_id,
             scenario=s.name,
             description=s.description.strip(),
             database=self.database,
-            pool_line=s.pool.describe(),
+            pool=_pool_info(s),
+            load=_load_info(s),
             pool_size=(s.pool.pool_size if s.pool.poolclass == "QueuePool" else 0) * self.processes,
             capacity=self.worst_case,
+            concurrency=s.load.concurrency,
+            phased=bool(s.phases),
             processes=self.processes,
-            pool_timeout_s=s.pool.pool_timeout,
-            load_line=_load_line(s, self.processes),
             duration_s=s.total_duration,
             interval_s=s.interval,
-            phases=phases,
             variant=self.options.variant,
             variant_name=self.options.variant_name,
         )
+
+
+def iso_ms(epoch_s: float) -> str:
+    """An instant as UTC ISO 8601 with milliseconds, as every result's started_at."""
+    return datetime.fromtimestamp(epoch_s, timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def _load_line(s: Scenario, processes: int = 1) -> str:
-    groups = (
-        ", ".join(f"{g.share / sum(x.share for x in s.workload):.0%} {g.label}" for g in s.workload)
-        if len(s.workload) > 1
-        else s.workload[0].label + (" sessions" if not s.workload[0].task else "")
+def _pool_info(s: Scenario) -> PoolInfo:
+    return PoolInfo.from_dict({**s.pool.model_dump(), "create_engine": s.pool.describe()})
+
+
+def _load_info(s: Scenario) -> LoadInfo:
+    return LoadInfo.from_dict(
+        {
+            "model": "open" if s.load.open_loop else "closed",
+            **s.load.model_dump(exclude_none=True),
+            "phases": [p.model_dump(exclude_none=True) for p in s.effective_phases()],
+            "workload": [g.model_dump() for g in s.workload],
+        }
     )
-    if s.load.open_loop:
-        model = f"open loop, {s.load.rate:g}/s, at most {s.load.concurrency} concurrent"
+
+
+def _scenario_info(s: Scenario) -> ScenarioInfo:
+    return ScenarioInfo(
+        name=s.name,
+        description=s.description.strip(),
+        duration_s=s.total_duration,
+        thresholds=dict(s.thresholds),
+        expect=dict(s.expect),
+        leak_detection_s=s.leak_detection,
+        expected_errors=checks.expected_errors(s.faults),
+    )
+
+
+def straggler_note(holding: int, waiting: int, grace_s: float, terminated: int) -> str:
+    """What the requests still running ``grace_s`` after the end were doing, each number
+    for what it is: holding a connection, or still waiting for one (they hold none)."""
+
+    def requests(n: int) -> str:
+        return f"{n} request" + ("" if n == 1 else "s")
+
+    if holding and waiting:
+        verb = "was" if waiting == 1 else "were"
+        note = f"{requests(holding)} still held a connection and {waiting} {verb} still waiting "
+        note += "for one"
+    elif holding:
+        note = f"{requests(holding)} still held a connection"
     else:
-        model = f"closed loop, {s.load.workers} workers"
-    fleet = f" over {processes} processes" if processes > 1 else ""
-    phases = f", {len(s.phases)} phases" if s.phases else ""
-    return f"{model}{fleet}{phases}; {groups}; {format_duration(s.total_duration)}"
-
-
-def _pool_dict(s: Scenario) -> dict[str, Any]:
-    data = s.pool.model_dump()
-    data.pop("poolclass")
-    return data
-
-
-def _load_dict(s: Scenario) -> dict[str, Any]:
-    return {
-        "model": "open" if s.load.open_loop else "closed",
-        **s.load.model_dump(exclude_none=True),
-        "phases": [p.model_dump(exclude_none=True) for p in s.effective_phases()],
-        "workload": [g.model_dump() for g in s.workload],
-    }
-
-
-def _scenario_info(s: Scenario) -> dict[str, Any]:
-    return {
-        "name": s.name,
-        "description": s.description.strip(),
-        "duration_s": s.total_duration,
-        "thresholds": dict(s.thresholds),
-        "expect": dict(s.expect),
-        "leak_detection_s": s.leak_detection,
-    }
+        verb = "was" if waiting == 1 else "were"
+        note = f"{requests(waiting)} {verb} still waiting for a connection (holding none)"
+    note += f" {grace_s:g}s after the end"
+    if holding and terminated:
+        ended = "1 was" if terminated == 1 else f"{terminated} were"
+        note += f"; of the connections they held, {ended} ended on the server"
+    return note

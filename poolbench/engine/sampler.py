@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ..db.server import ServerProbe, ServerView
-from ..result import Progress, Sample
+from ..result import PoolEvents, Progress, Sample
 from .readings import PoolReading
 
-SERVER_WAIT_S = 0.05  # how long a sample waits for the server's fresh count
+SERVER_WAIT_S = 0.25  # how long a sample waits at most for the server's fresh count
 
 
 class ServerWatch:
@@ -25,8 +25,9 @@ class ServerWatch:
     def __init__(self, probe: ServerProbe, server_ids: Callable[[], Iterable[int]]) -> None:
         self._probe = probe
         self._server_ids = server_ids
-        self._request = threading.Event()
-        self._done = threading.Event()
+        self._cond = threading.Condition()
+        self._asked = 0  # requests made
+        self._answered = 0  # the request the latest view was started for
         self._closed = False
         self.latest: ServerView | None = None
         self._thread = threading.Thread(target=self._run, name="poolbench-server", daemon=True)
@@ -36,24 +37,33 @@ class ServerWatch:
 
     def refresh(self, wait: float = SERVER_WAIT_S) -> tuple[ServerView | None, bool]:
         """The freshest count available within ``wait`` seconds, and whether it was taken
-        now (rather than left over from an earlier sample)."""
-        self._done.clear()
-        self._request.set()
-        fresh = self._done.wait(wait)
-        return self.latest, fresh
+        for this request (rather than left over from an earlier one, still running when
+        this one was made: a hung server)."""
+        with self._cond:
+            self._asked += 1
+            asked = self._asked
+            self._cond.notify_all()
+            fresh = self._cond.wait_for(lambda: self._answered >= asked, wait)
+            return self.latest, fresh
 
     def _run(self) -> None:
         while True:
-            self._request.wait()
-            self._request.clear()
-            if self._closed:
-                return
-            self.latest = self._probe.try_view(self._server_ids())
-            self._done.set()
+            with self._cond:
+                while not self._closed and self._asked <= self._answered:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                asking = self._asked
+            view = self._probe.try_view(self._server_ids())
+            with self._cond:
+                self.latest = view
+                self._answered = asking
+                self._cond.notify_all()
 
     def close(self) -> None:
-        self._closed = True
-        self._request.set()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
         if self._thread.is_alive():
             self._thread.join(5)
 
@@ -63,6 +73,7 @@ class Maxima:
     checked_out: int = 0
     overflow: int = 0
     waiting: int = 0
+    open: int = 0  # connections open at once
     server: int | None = None
     stale: int | None = None
 
@@ -72,7 +83,7 @@ class Timeline:
 
     def __init__(self, duration_s: float) -> None:
         self._duration_s = duration_s
-        self._last_events = None
+        self._last_events: PoolEvents | None = None
         self._recent: list[tuple[float, int]] = [(0.0, 0)]
         self.samples: list[Sample] = []
         self.maxima = Maxima()
@@ -116,6 +127,9 @@ class Timeline:
             - (last.pre_ping_recoveries if last else 0),
             soft_invalidations=events.soft_invalidations - (last.soft_invalidations if last else 0),
             pool_status=reading.status or None,
+            peak_checked_out=reading.peak_checked_out,
+            peak_waiting=reading.peak_waiting,
+            peak_overflow=reading.peak_overflow,
         )
         self._last_events = events
         self.samples.append(sample)
@@ -124,9 +138,11 @@ class Timeline:
         self.timeouts += sample.timeouts
         self.errors += sample.errors
         m = self.maxima
-        m.checked_out = max(m.checked_out, sample.checked_out)
-        m.overflow = max(m.overflow, sample.overflow)
-        m.waiting = max(m.waiting, sample.waiting)
+        # the exact peaks, not the instants: a burst between two samples counts
+        m.checked_out = max(m.checked_out, sample.peak("checked_out"))
+        m.overflow = max(m.overflow, sample.peak("overflow"))
+        m.waiting = max(m.waiting, sample.peak("waiting"))
+        m.open = max(m.open, reading.peak_open)
         if server is not None:
             m.server = max(m.server or 0, server.counts.get("total", 0))
         if stale is not None:

@@ -84,13 +84,13 @@ class LatencyHistogram:
             return Percentiles()
         counts = self._counts
         values = sorted(counts)
-        targets = {50: None, 90: None, 99: None}
-        ranks = {p: max(1, -(-total * p // 100)) for p in targets}
+        targets: dict[int, int] = {}
+        ranks = {p: max(1, -(-total * p // 100)) for p in (50, 90, 99)}
         seen = 0
         for value in values:
             seen += counts[value]
             for p, rank in ranks.items():
-                if targets[p] is None and seen >= rank:
+                if p not in targets and seen >= rank:
                     targets[p] = value
         mean = sum(value * count for value, count in counts.items()) / total
         return Percentiles(

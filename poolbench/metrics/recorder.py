@@ -35,8 +35,19 @@ class ErrorLog:
         self.first_timeout_at_s: float | None = None
         self.first_timeout_message: str | None = None
 
-    def record(self, kind: str, code: str | None, message: str, t_s: float) -> bool:
-        """Count one error; True when it is the run's first timeout."""
+    def first_timeout(self, t_s: float, message: str) -> bool:
+        """Note a timeout as it happens (the worker calls this); True for the run's first."""
+        if self.first_timeout_at_s is not None:
+            return False
+        with self._lock:
+            if self.first_timeout_at_s is not None:
+                return False
+            self.first_timeout_at_s = round(t_s, 3)
+            self.first_timeout_message = message
+            return True
+
+    def record(self, kind: str, code: str | None, message: str, t_s: float) -> None:
+        """Count one error (the sampler does, as it folds the request's record in)."""
         t_s = round(t_s, 3)
         with self._lock:
             stats = self.kinds[kind]
@@ -51,11 +62,6 @@ class ErrorLog:
                 example = ErrorExample(code=code, message=message, count=1, first_at_s=t_s)
                 self._examples[key] = example
                 stats.examples.append(example)
-            if kind == "timeout" and self.first_timeout_at_s is None:
-                self.first_timeout_at_s = t_s
-                self.first_timeout_message = message
-                return True
-            return False
 
     def snapshot(self) -> dict[str, ErrorKindStats]:
         with self._lock:
@@ -81,10 +87,21 @@ class Recorder:
         self.leaks = 0
 
     def finished(
-        self, group: int, outcome: int, wait_us: int, hold_us: int, leaked: bool = False
+        self,
+        group: int,
+        outcome: int,
+        wait_us: int,
+        hold_us: int,
+        leaked: bool = False,
+        error: tuple[str, str | None, str, float] | None = None,
     ) -> None:
-        """One request ended (``outcome`` is OK or an OUTCOME code)."""
-        self._records.append((group, outcome, wait_us, hold_us, leaked))
+        """One request ended (``outcome`` is OK or an OUTCOME code); a failed one carries
+        its ``(kind, code, message, t_s)``, logged when the record is drained, so the
+        error figures cover exactly the requests the operations do."""
+        if error is None:
+            self._records.append((group, outcome, wait_us, hold_us, leaked))
+        else:
+            self._records.append((group, outcome, wait_us, hold_us, leaked, error))  # type: ignore[arg-type]
 
     def note_leak(self) -> int:
         with self._leak_lock:
@@ -95,7 +112,12 @@ class Recorder:
         """Everything recorded so far, oldest first (safe while workers keep appending:
         it takes exactly the records present when it starts)."""
         popleft = self._records.popleft
-        return [popleft() for _ in range(len(self._records))]
+        records = [popleft() for _ in range(len(self._records))]
+        record_error = self.errors.record
+        for record in records:
+            if len(record) > 5:
+                record_error(*record[5])
+        return records
 
 
 @dataclass
@@ -146,6 +168,8 @@ class Aggregator:
         self.operations = 0
         self.ok = 0
         self.injected = 0
+        # the last interval's holds, {micros: how many}: the metrics endpoint's use time
+        self.interval_hold: Counter[int] = Counter()
 
     def absorb(
         self, records: list[tuple[int, int, int, int, bool]]
@@ -154,10 +178,12 @@ class Aggregator:
         ``{micros: how many}`` (exact, and mergeable across processes by adding)."""
         stats = IntervalStats()
         groups = self.groups
+        self.interval_hold = Counter()
         if not records:
             return stats, Counter()
-        # every record has five fields; zip without strict= is half the cost of with it
-        _, outcome_col, wait_col, hold_col, leaked_col = zip(*records)  # noqa: B905
+        # five fields (a failed request's sixth is its error, logged at drain); zip without
+        # strict= is half the cost of with it
+        _, outcome_col, wait_col, hold_col, leaked_col, *_ = zip(*records)  # noqa: B905
         if len(groups) == 1 and outcome_col.count(OK) == len(records):
             # the common case, all in C: one group, every request succeeded
             g = groups[0]
@@ -167,7 +193,8 @@ class Aggregator:
             g.leaked += sum(leaked_col)
             interval = Counter(wait_col)
             g.wait.record_counts(interval)
-            g.hold.record_many(hold_col)
+            self.interval_hold = hold_counts = Counter(hold_col)
+            g.hold.record_counts(hold_counts)
             stats.operations = stats.ok = n
             stats.checkout_wait_p99_ms = percentile_of_counts(interval, 99)
             self.operations += n
@@ -175,7 +202,7 @@ class Aggregator:
             return stats, interval
         waits: list[list[int]] = [[] for _ in groups]
         holds: list[list[int]] = [[] for _ in groups]
-        for group, outcome, wait_us, hold_us, leaked in records:
+        for group, outcome, wait_us, hold_us, leaked, *_ in records:
             g = groups[group]
             g.operations += 1
             waits[group].append(wait_us)
@@ -197,14 +224,16 @@ class Aggregator:
                     stats.disconnects += 1
                 if outcome != TIMEOUT and hold_us:
                     holds[group].append(hold_us)
-        interval: Counter[int] = Counter()
+        interval = Counter()
         for g, group_waits, group_holds in zip(groups, waits, holds, strict=True):
             if group_waits:
                 counted = Counter(group_waits)
                 g.wait.record_counts(counted)
                 interval.update(counted)
             if group_holds:
-                g.hold.record_many(group_holds)
+                counted = Counter(group_holds)
+                g.hold.record_counts(counted)
+                self.interval_hold.update(counted)
         stats.operations = len(records)
         stats.checkout_wait_p99_ms = percentile_of_counts(interval, 99)
         self.operations += stats.operations

@@ -14,12 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..result import RunResult
-from . import text
 from .text import ms
-
-
-def variant_label(result: RunResult) -> str:
-    return text.variant_label(result.variant_name, result.variant, "as written")
 
 
 def comparison_rows(results: list[RunResult]) -> list[dict[str, Any]]:
@@ -28,17 +23,25 @@ def comparison_rows(results: list[RunResult]) -> list[dict[str, Any]]:
     for result in results:
         s = result.summary
         ev = s.pool_events
-        wait_mean, wait_p50 = s.checkout_wait_ms.mean, s.checkout_wait_ms.p50
+        wait_mean, wait_p50 = s.latencies.checkout_wait_ms.mean, s.latencies.checkout_wait_ms.p50
         delta = delta_p50 = None
-        if base is not None and wait_mean is not None and base.checkout_wait_ms.mean is not None:
-            delta = round(wait_mean - base.checkout_wait_ms.mean, 3)
-        if base is not None and wait_p50 is not None and base.checkout_wait_ms.p50 is not None:
+        if (
+            base is not None
+            and wait_mean is not None
+            and base.latencies.checkout_wait_ms.mean is not None
+        ):
+            delta = round(wait_mean - base.latencies.checkout_wait_ms.mean, 3)
+        if (
+            base is not None
+            and wait_p50 is not None
+            and base.latencies.checkout_wait_ms.p50 is not None
+        ):
             # a per-checkout cost such as pre-ping's round trip shifts the median
-            delta_p50 = round(wait_p50 - base.checkout_wait_ms.p50, 3)
+            delta_p50 = round(wait_p50 - base.latencies.checkout_wait_ms.p50, 3)
         per_k = round(ev.connects * 1000 / s.operations, 1) if s.operations else None
         rows.append(
             {
-                "variant": variant_label(result),
+                "variant": result.label("as written"),
                 "operations": s.operations,
                 "throughput_ops_s": s.throughput_ops_s,
                 "timeouts": s.timeouts,
@@ -48,9 +51,9 @@ def comparison_rows(results: list[RunResult]) -> list[dict[str, Any]]:
                 "pre_ping_recoveries": ev.pre_ping_recoveries,
                 "reconnects": ev.reconnects,
                 "recycles": ev.recycles,
-                "max_stale": s.max_stale,
-                "checkout_wait_p50_ms": s.checkout_wait_ms.p50,
-                "checkout_wait_p99_ms": s.checkout_wait_ms.p99,
+                "max_stale": s.peaks.stale,
+                "checkout_wait_p50_ms": s.latencies.checkout_wait_ms.p50,
+                "checkout_wait_p99_ms": s.latencies.checkout_wait_ms.p99,
                 "checkout_wait_mean_ms": wait_mean,
                 "checkout_wait_mean_delta_ms": delta,
                 "checkout_wait_p50_delta_ms": delta_p50,
@@ -63,12 +66,19 @@ def comparison_rows(results: list[RunResult]) -> list[dict[str, Any]]:
     return rows
 
 
-LEGEND = (
-    "tmo timeouts · disc disconnects · refused too many connections · ping pre-ping "
-    "recoveries · reconn reconnects · stale most connections the server had closed under "
-    "the pool · Δp50 checkout wait median against the first variant (pre-ping's round trip) "
-    "· conn/1k connects per 1000 requests (recycling's cost)"
-)
+# what each column means; the legend names only the columns the table shows
+MEANINGS = {
+    "tmo": "timeouts",
+    "disc": "disconnects",
+    "refused": "too many connections",
+    "other": "other errors",
+    "ping": "pre-ping recoveries",
+    "reconn": "reconnects",
+    "recycle": "recycles",
+    "stale": "most connections the server had closed under the pool",
+    "Δp50": "checkout wait median against the first variant (pre-ping's round trip)",
+    "conn/1k": "connects per 1000 requests (recycling's cost)",
+}
 
 
 def comparison_table(results: list[RunResult]) -> Table:
@@ -77,7 +87,6 @@ def comparison_table(results: list[RunResult]) -> Table:
         title_justify="left",
         header_style="bold",
         box=None,
-        caption=LEGEND,
         caption_justify="left",
     )
     rows = comparison_rows(results)
@@ -94,7 +103,7 @@ def comparison_table(results: list[RunResult]) -> Table:
         if key in ("timeouts", "disconnects") or any(r[key] for r in rows)
     ]
     table.add_column("variant", overflow="fold", min_width=12, max_width=30)
-    for name in (
+    columns = [
         "req/s",
         *(n for _, n in shown),
         "ping",
@@ -105,8 +114,10 @@ def comparison_table(results: list[RunResult]) -> Table:
         "p99 ms",
         "Δp50",
         "conn/1k",
-    ):
+    ]
+    for name in columns:
         table.add_column(name, justify="right", no_wrap=True)
+    table.caption = " · ".join(f"{n} {MEANINGS[n]}" for n in columns if n in MEANINGS)
     table.add_column("checks", no_wrap=True)
     for row in rows:
         cells = [f"[red]{row[k]}[/]" if row[k] else "0" for k, _ in shown]

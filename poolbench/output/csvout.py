@@ -4,14 +4,16 @@
 
 ``out/run_timeline.csv``
     One row per timeline sample. For a comparison (``{"runs": [...]}``) every run goes into
-    the same file, after a leading ``variant`` column (:func:`variant_label`, e.g.
-    ``pool_pre_ping=True, pool_size=10``), so one ``groupby("variant")`` or pivot compares
+    the same file, after a leading ``variant`` column (``RunResult.label()``, e.g.
+    ``pre_ping=True, pool_size=10``), so one ``groupby("variant")`` or pivot compares
     them; a single run has no such column.
     Columns: ``[variant,] t_s, phase, checked_out, checked_in, overflow, waiting,
     operations, ok, timeouts, errors, checkout_wait_p99_ms, connects, invalidations,
-    gc_returned, leaked_open, server_total``, then one ``server_<state>`` per server state
-    seen anywhere in the document (``idle in transaction`` -> ``server_idle_in_transaction``;
-    ``active``, ``idle``, ``idle in transaction`` first, the rest alphabetically).
+    gc_returned, leaked_open, peak_checked_out, peak_waiting, peak_overflow,
+    server_total``, then one ``server_<state>`` per server state seen anywhere in the
+    document (``idle in transaction`` -> ``server_idle_in_transaction``;
+    ``active``, ``idle in transaction``, ``idle`` first, as every output orders them, the
+    rest alphabetically).
 
 ``out/run_summary.csv``
     One row per run: the :data:`SUMMARY_COLUMNS`.
@@ -24,14 +26,17 @@ lacks) is an empty cell. A server state missing from a sample that has a server 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from . import text
+from ..result import ERROR_KINDS, ErrorKindStats, RunResult
+from ..result.document import ResultDocument
+from ..result.timeline import server_state_order
+from .files import write_text
 
 TIMELINE_COLUMNS = (
     "t_s",
@@ -49,9 +54,10 @@ TIMELINE_COLUMNS = (
     "invalidations",
     "gc_returned",
     "leaked_open",
+    "peak_checked_out",
+    "peak_waiting",
+    "peak_overflow",
 )
-
-ERROR_KINDS = ("timeout", "disconnect", "too_many_connections", "other")
 
 SUMMARY_COLUMNS = (
     "run_id",
@@ -72,40 +78,16 @@ SUMMARY_COLUMNS = (
     "max_checked_out",
     "max_overflow",
     "max_waiting",
+    "max_connections_open",
     "max_server_connections",
     "leaked",
     "passed",
 )
 
-# The states PostgreSQL reports most, in the order a reader scans them; others follow sorted.
-_KNOWN_STATES = ("active", "idle", "idle in transaction")
-
-
-def runs_of(document: dict[str, Any]) -> list[dict[str, Any]]:
-    """The runs of a result document: itself for one run, ``runs`` for a comparison."""
-    if "runs" in document:
-        return list(document.get("runs") or [])
-    return [document]
-
-
-def variant_label(run: dict[str, Any]) -> str:
-    """How the terminal names a run of a comparison (``""`` for a run that is no variant)."""
-    return text.variant_label(run.get("variant_name"), run.get("variant"))
-
 
 def state_column(state: str) -> str:
     """``idle in transaction (aborted)`` -> ``server_idle_in_transaction_aborted``."""
     return "server_" + (re.sub(r"[^0-9a-z]+", "_", state.lower()).strip("_") or "unknown")
-
-
-def server_states(runs: Iterable[dict[str, Any]]) -> list[str]:
-    """Every server state any sample of ``runs`` counted, known ones first."""
-    seen: set[str] = set()
-    for run in runs:
-        for sample in run.get("timeline") or []:
-            seen.update(k for k in (sample.get("server_connections") or {}) if k != "total")
-    known = [s for s in _KNOWN_STATES if s in seen]
-    return known + sorted(seen.difference(_KNOWN_STATES))
 
 
 def _cell(value: Any) -> Any:
@@ -118,11 +100,12 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def timeline_rows(document: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+def timeline_table(document: ResultDocument) -> tuple[list[str], list[list[Any]]]:
     """The header and rows of the timeline file."""
-    runs = runs_of(document)
-    comparison = "runs" in document
-    states = server_states(runs)
+    runs = document.runs
+    comparison = document.compared
+    # every state any run's server reported, in the order every output uses
+    states = server_state_order(state for run in runs for state in run.server_states())
     columns: dict[str, str] = {}
     for state in states:
         # two spellings of one state (e.g. "Idle" and "idle") share a column
@@ -135,9 +118,9 @@ def timeline_rows(document: dict[str, Any]) -> tuple[list[str], list[list[Any]]]
     ]
     rows = []
     for run in runs:
-        label = variant_label(run)
-        for sample in run.get("timeline") or []:
-            server = sample.get("server_connections")
+        label = run.label()
+        for sample in run.timeline:
+            server = sample.server_connections
             if server is None:
                 server_cells: list[Any] = [None] * (1 + len(columns))
             else:
@@ -147,49 +130,58 @@ def timeline_rows(document: dict[str, Any]) -> tuple[list[str], list[list[Any]]]
                         key = state_column(state)
                         by_column[key] = by_column.get(key, 0) + (count or 0)
                 server_cells = [server.get("total"), *(by_column.get(c, 0) for c in columns)]
-            row = [sample.get(name) for name in TIMELINE_COLUMNS] + server_cells
+            row = [getattr(sample, name) for name in TIMELINE_COLUMNS] + server_cells
             rows.append([_cell(v) for v in ([label] if comparison else []) + row])
     return header, rows
 
 
-def summary_row(run: dict[str, Any]) -> list[Any]:
+def summary_row(run: RunResult) -> list[Any]:
     """One run's line of the summary file, in :data:`SUMMARY_COLUMNS` order."""
-    summary = run.get("summary") or {}
-    errors = summary.get("errors") or {}
-    wait = summary.get("checkout_wait_ms") or {}
-    hold = summary.get("hold_ms") or {}
+    s = run.summary
+    wait, hold = s.latencies.checkout_wait_ms, s.latencies.hold_ms
     values = {
-        "run_id": run.get("run_id"),
-        "scenario": (run.get("scenario") or {}).get("name"),
-        "variant": variant_label(run),
-        **{f"errors_{kind}": (errors.get(kind) or {}).get("count") for kind in ERROR_KINDS},
-        **{f"checkout_wait_{p}_ms": wait.get(p) for p in ("p50", "p90", "p99", "max")},
-        "hold_p50_ms": hold.get("p50"),
-        "hold_p99_ms": hold.get("p99"),
+        "run_id": run.run_id,
+        "scenario": run.scenario.name,
+        "variant": run.label(),
+        **{f"errors_{kind}": _count(s.errors.get(kind)) for kind in ERROR_KINDS},
+        **{f"checkout_wait_{p}_ms": getattr(wait, p) for p in ("p50", "p90", "p99", "max")},
+        "hold_p50_ms": hold.p50,
+        "hold_p99_ms": hold.p99,
+        # a document that measured nothing (no summary) has no verdict either
+        "passed": s.passed if s.operations is not None else None,
     }
-    return [_cell(values[c] if c in values else summary.get(c)) for c in SUMMARY_COLUMNS]
+    flat = s.to_dict()  # the other columns are the summary's own JSON keys
+    return [_cell(values[c] if c in values else flat.get(c)) for c in SUMMARY_COLUMNS]
+
+
+def _count(kind: ErrorKindStats | None) -> int | None:
+    return None if kind is None else kind.count
 
 
 def _write(path: Path, header: list[str] | tuple[str, ...], rows: list[list[Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(rows)
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
 
 
-def write_csv(document: dict[str, Any], prefix: str | os.PathLike[str]) -> list[Path]:
+def csv_paths(prefix: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """The two files ``write_csv`` writes for ``prefix``: the timeline and the summary."""
+    base = os.fspath(prefix)
+    return Path(f"{base}_timeline.csv"), Path(f"{base}_summary.csv")
+
+
+def write_csv(document: ResultDocument, prefix: str | os.PathLike[str]) -> list[Path]:
     """Write ``<prefix>_timeline.csv`` and ``<prefix>_summary.csv``; return their paths.
 
     ``prefix`` may name a directory that does not exist yet (``results/nightly``).
     """
-    base = os.fspath(prefix)
-    timeline_path = Path(f"{base}_timeline.csv")
-    summary_path = Path(f"{base}_summary.csv")
-    header, rows = timeline_rows(document)
+    timeline_path, summary_path = csv_paths(prefix)
+    header, rows = timeline_table(document)
     _write(timeline_path, header, rows)
-    _write(summary_path, SUMMARY_COLUMNS, [summary_row(run) for run in runs_of(document)])
+    _write(summary_path, SUMMARY_COLUMNS, [summary_row(run) for run in document.runs])
     return [timeline_path, summary_path]
 
 
-__all__ = ["SUMMARY_COLUMNS", "TIMELINE_COLUMNS", "runs_of", "variant_label", "write_csv"]
+__all__ = ["SUMMARY_COLUMNS", "TIMELINE_COLUMNS", "csv_paths", "write_csv"]

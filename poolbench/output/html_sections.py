@@ -2,7 +2,7 @@
 leak suspects, faults, stale connections and the table of variants.
 
 ``html.py`` assembles the page from these and its own sections. Everything here is a pure
-function of the result document (docs/results.md) and escapes every string it is given:
+function of the typed result (poolbench/result/) and escapes every string it is given:
 only :class:`Html` passes through as markup.
 """
 
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from ..result import RunResult
-from ..scenario.model import settings_label
+from ..result import FaultEvent, LeakSite, RunResult, Summary
+from ..result.document import ResultDocument
 from .compare import comparison_rows
-from .text import ms, secs, variant_label
+from .text import ms, secs
 
 Doc = dict[str, Any]
 
@@ -28,98 +28,85 @@ class Html(str):
     """Markup assembled here from escaped parts; any other string is escaped on output."""
 
 
-# ---- the document ------------------------------------------------------------------------
+# ---- the result ---------------------------------------------------------------------------
 
 
-def summary_of(run: Doc) -> Doc:
-    return run.get("summary") or {}
-
-
-def run_label(run: Doc, index: int) -> str:
+def run_label(run: RunResult, index: int) -> str:
     """What the terminal calls a variant: its name, else its settings, else its scenario."""
-    scenario = str((run.get("scenario") or {}).get("name") or f"run {index + 1}")
-    return variant_label(run.get("variant_name"), run.get("variant"), scenario)
+    return run.label(str(run.scenario.name or f"run {index + 1}"))
 
 
-def fault_label(fault: Doc) -> str:
+def fault_label(fault: FaultEvent) -> str:
     """``kill: 8 ended``, ``restart``, ``kill failed``: a fault's marker on the charts."""
-    kind = str(fault.get("kind") or "fault")
-    if fault.get("error"):
+    kind = str(fault.kind or "fault")
+    if fault.error:
         return f"{kind} failed"
-    return f"{kind}: {fault['ended']} ended" if fault.get("ended") is not None else kind
+    return f"{kind}: {fault.ended} ended" if fault.ended is not None else kind
 
 
-def fault_markers(run: Doc) -> list[Doc]:
+def fault_markers(run: RunResult) -> list[Doc]:
     """A vertical line on every chart where a fault struck, solid, unlike the first errors."""
     return [
         {
-            "t": f.get("t_s"),
+            "t": f.t_s,
             "label": fault_label(f),
-            "color": FAULT_COLOURS.get(f.get("kind"), "#57606a"),
+            "color": FAULT_COLOURS.get(f.kind, "#57606a"),
             "line": "solid",
         }
-        for f in run.get("faults") or []
-        if f.get("t_s") is not None
+        for f in run.faults
+        if f.t_s is not None
     ]
 
 
-def disconnects(summary: Doc) -> int | None:
-    kind = (summary.get("errors") or {}).get("disconnect")
-    return kind.get("count", 0) if kind else None
+def disconnects(summary: Summary) -> int | None:
+    kind = summary.errors.get("disconnect")
+    return kind.count if kind else None
 
 
 # ---- the sections ------------------------------------------------------------------------
 
 
-def newer_cards(summary: Doc) -> list[tuple[str, Any, str, str]]:
+def newer_cards(summary: Summary) -> list[tuple[str, Any, str, str]]:
     """Cards for what newer results measure (label, value, sub, tone); none for older ones."""
-    s, cards = summary, []
-    if "max_stale" in s:
-        events = s.get("pool_events") or {}
-        lost = disconnects(s)
-        first = ((s.get("errors") or {}).get("disconnect") or {}).get("first_at_s")
-        sub = "no request lost its connection" if not lost else f"the first at {secs(first)}"
-        cards.append(("Disconnects", lost, sub, "bad" if lost else ""))
-        pings, failed = s.get("keepalive_pings"), s.get("keepalive_errors")
-        sub = "closed by the server, still in the pool"
-        if pings:
-            sub = f"most at once · keep-alive {pings} pings, {failed} failed"
-        cards.append(
-            ("Stale connections", s.get("max_stale"), sub, "warn" if s["max_stale"] else "")
-        )
-        sub = (
-            f"{events.get('pre_ping_recoveries', 0)} pre-ping recoveries · "
-            f"{events.get('recycles', 0)} recycles"
-        )
-        cards.append(("Reconnects", events.get("reconnects"), sub, ""))
-    if "leak_sites" in s:
-        sites = s.get("leak_sites") or []
-        count = sum(site.get("count") or 0 for site in sites)
-        held = sum(site.get("held_at_end") or 0 for site in sites)
-        sub = "checkouts held past leak_detection"
-        if sites:
-            where = "1 call site" if len(sites) == 1 else f"{len(sites)} call sites"
-            sub = f"from {where} · {held} still out at the end"
-        cards.append(("Leak suspects", count, sub, "bad" if count else ""))
+    s = summary
+    cards: list[tuple[str, Any, str, str]] = []
+    if not s.measured_faults:
+        return cards
+    events = s.pool_events
+    lost = disconnects(s)
+    kind = s.errors.get("disconnect")
+    first = kind.first_at_s if kind else None
+    sub = "no request lost its connection" if not lost else f"the first at {secs(first)}"
+    cards.append(("Disconnects", lost, sub, "bad" if lost else ""))
+    pings, failed = s.keepalive_pings, s.keepalive_errors
+    sub = "closed by the server, still in the pool"
+    if pings:
+        sub = f"most at once · keep-alive {pings} pings, {failed} failed"
+    cards.append(("Stale connections", s.peaks.stale, sub, "warn" if s.peaks.stale else ""))
+    sub = f"{events.pre_ping_recoveries} pre-ping recoveries · {events.recycles} recycles"
+    cards.append(("Reconnects", events.reconnects, sub, ""))
+    sites = s.leaks.sites
+    count = sum(site.count or 0 for site in sites)
+    held = sum(site.held_at_end or 0 for site in sites)
+    sub = "checkouts held past leak_detection"
+    if sites:
+        where = "1 call site" if len(sites) == 1 else f"{len(sites)} call sites"
+        sub = f"from {where} · {held} still out at the end"
+    cards.append(("Leak suspects", count, sub, "bad" if count else ""))
     return cards
 
 
-def leak_suspects(runs: list[Doc]) -> str:
+def leak_suspects(runs: list[RunResult]) -> str:
     """Where the connections held past ``leak_detection`` were checked out; "" when nowhere."""
     parts = []
     for i, run in enumerate(runs):
-        sites = summary_of(run).get("leak_sites") or []
+        sites = run.summary.leaks.sites
         if not sites:
             continue
         if len(runs) > 1:
             parts.append(f"<h3>{escape(run_label(run, i))}</h3>")
         rows = [
-            [
-                _site(site),
-                site.get("count"),
-                secs(site.get("longest_hold_s")),
-                _flag(site.get("held_at_end")),
-            ]
+            [_site(site), site.count, secs(site.longest_hold_s), _flag(site.held_at_end)]
             for site in sites
         ]
         head = ["checked out at", "held too long", "longest hold", "still out at the end"]
@@ -127,12 +114,7 @@ def leak_suspects(runs: list[Doc]) -> str:
     if not parts:
         return ""
     threshold = next(
-        (
-            r.get("scenario", {}).get("leak_detection_s")
-            for r in runs
-            if r.get("scenario", {}).get("leak_detection_s")
-        ),
-        None,
+        (r.scenario.leak_detection_s for r in runs if r.scenario.leak_detection_s), None
     )
     limit = f" ({secs(threshold)})" if threshold else ""
     intro = (
@@ -144,32 +126,26 @@ def leak_suspects(runs: list[Doc]) -> str:
     return section("Leak suspects", Html(intro + "".join(parts)), "leak-suspects", "alert")
 
 
-def holders(summary: Doc) -> str:
+def holders(summary: Summary) -> str:
     """Who held the pool's connections when the first TimeoutError came; "" if unknown."""
     rows = [
-        [Html(f'<code class="site">{escape(str(h.get("site")))}</code>'), h.get("count"),
-         secs(h.get("oldest_s"))]
-        for h in summary.get("holders_at_first_timeout") or []
-    ]  # fmt: skip
+        [Html(f'<code class="site">{escape(str(h.site))}</code>'), h.count, secs(h.oldest_s)]
+        for h in summary.leaks.holders_at_first_timeout or []
+    ]
     if not rows:
         return ""
     head = ["checked out at", "connections", "oldest held"]
     return "<h3>Who held the connections then</h3>" + table(head, rows, numeric_from=1)
 
 
-def faults(runs: list[Doc]) -> str:
+def faults(runs: list[RunResult]) -> str:
     """What the scenario's faults did to the server, run by run; "" when it had none."""
     several = len(runs) > 1
     rows = []
     for i, run in enumerate(runs):
-        for f in run.get("faults") or []:
-            ended = f.get("ended")
-            error = (
-                Html(f'<span class="bad">{escape(str(f["error"]))}</span>')
-                if f.get("error")
-                else ""
-            )
-            row = [secs(f.get("t_s")), f.get("kind"), f.get("detail"), ended, error]
+        for f in run.faults:
+            error = Html(f'<span class="bad">{escape(str(f.error))}</span>') if f.error else ""
+            row = [secs(f.t_s), f.kind, f.detail, f.ended, error]
             rows.append([run_label(run, i), *row] if several else row)
     if not rows:
         return ""
@@ -189,7 +165,7 @@ class Column:
     and so is one every run has at 0 unless ``zero_too``."""
 
     name: str
-    figure: Callable[[Doc, Doc], Any]
+    figure: Callable[[Doc, Summary], Any]
     zero_too: bool = True
     meaning: str = ""
 
@@ -206,7 +182,7 @@ COMPARED = (
     Column("reconnects", lambda r, s: r["reconnects"], True,
            "a pool slot connecting again after an invalidation or a recycle"),
     Column("recycles", lambda r, s: r["recycles"]),
-    Column("keep-alive pings", lambda r, s: s.get("keepalive_pings"), False),
+    Column("keep-alive pings", lambda r, s: s.keepalive_pings, False),
     Column("max stale", lambda r, s: r["max_stale"], True,
            "most connections the pool held that the server had already closed"),
     Column("wait p50 ms", lambda r, s: ms(r["checkout_wait_p50_ms"]), True,
@@ -217,18 +193,18 @@ COMPARED = (
            "the median checkout wait against the first variant's (pre-ping's round trip)"),
     Column("conn/1k", lambda r, s: r["connects_per_1000"], True,
            "connects per 1000 requests (recycling's cost)"),
-    Column("max out", lambda r, s: s.get("max_checked_out"), True,
+    Column("max out", lambda r, s: s.peaks.checked_out, True,
            "most connections checked out at once"),
-    Column("leaked", lambda r, s: s.get("leaked"), False, "sessions never closed"),
-    Column("at exit", lambda r, s: _bad(s.get("server_connections_at_exit")), True,
+    Column("leaked", lambda r, s: s.leaks.sessions, False, "sessions never closed"),
+    Column("at exit", lambda r, s: _bad(s.server.connections_at_exit), True,
            "this run's connections the server still showed at exit"),
 )  # fmt: skip
 
 
-def comparison(runs: list[Doc]) -> str:
+def comparison(runs: list[RunResult]) -> str:
     """The variants side by side, with the figures the terminal's comparison shows."""
-    rows = comparison_rows([RunResult.from_dict(run) for run in runs])
-    summaries = [summary_of(run) for run in runs]
+    rows = comparison_rows(runs)
+    summaries = [run.summary for run in runs]
     cells = {
         c.name: [c.figure(r, s) for r, s in zip(rows, summaries, strict=True)] for c in COMPARED
     }
@@ -239,7 +215,7 @@ def comparison(runs: list[Doc]) -> str:
         and (c.zero_too or any(v not in (0, "0", None) for v in cells[c.name]))
     ]
     body = [
-        [_variant(run, i), good_or_bad(summary_of(run).get("passed"), "passed", "failed")]
+        [_variant(run, i), good_or_bad(run.summary.passed, "passed", "failed")]
         + [cells[c.name][i] for c in shown]
         for i, run in enumerate(runs)
     ]
@@ -249,18 +225,18 @@ def comparison(runs: list[Doc]) -> str:
     return section("Variants", Html(f'{html}<p class="muted">{legend}.</p>'), "comparison")
 
 
-def _variant(run: Doc, index: int) -> Html:
+def _variant(run: RunResult, index: int) -> Html:
     """The variant's name and, below it, the settings it changes (each run's own section
     below has every effective setting)."""
     html = f"<strong>{escape(run_label(run, index))}</strong>"
-    changed = settings_label(run["variant"]) if run.get("variant") else ""
+    changed = run.changed
     if changed and changed != run_label(run, index):
         html += f'<code class="variant-settings">{escape(changed)}</code>'
     return Html(html)
 
 
-def _site(site: Doc) -> Html:
-    stack = site.get("stack") or []
+def _site(site: LeakSite) -> Html:
+    stack = site.stack
     frames = "".join(f"<li><code>{escape(str(frame))}</code></li>" for frame in stack)
     count = "1 frame" if len(stack) == 1 else f"{len(stack)} frames"
     details = (
@@ -269,7 +245,15 @@ def _site(site: Doc) -> Html:
         if stack
         else ""
     )
-    return Html(f'<code class="site">{escape(str(site.get("site")))}</code>{details}')
+    below = "".join(f"<li><code>{escape(str(frame))}</code></li>" for frame in site.below)
+    if below:
+        details += (
+            f'<details class="stack"><summary>library frames below it ({len(site.below)}, '
+            f"innermost first)</summary><ol>{below}</ol></details>"
+        )
+    if site.created and site.created != site.site:
+        details += f"<div>session created at <code>{escape(site.created)}</code></div>"
+    return Html(f'<code class="site">{escape(str(site.site))}</code>{details}')
 
 
 def _bad(value: Any) -> Any:
@@ -341,40 +325,41 @@ def _ms(value: Any) -> str:
     return "∞" if value is None else f"{value:.3g}"
 
 
-def sizing(document: Doc) -> str:
+def sizing(document: ResultDocument) -> str:
     """For a ``poolbench size`` document: each candidate size, predicted beside measured,
     and the recommendation with its create_engine() line."""
-    if document.get("kind") != "size":
+    sz = document.sizing
+    if sz is None:
         return ""
-    measured = {t["pool_size"]: t for t in document.get("trials", []) if t["role"] == "steady"}
+    measured = {t.pool_size: t for t in sz.trials if t.role == "steady"}
     rows = []
-    for p in document.get("predictions", []):
-        t = measured.get(p["c"])
-        m = t["measured"] if t else {}
+    for p in sz.predictions:
+        t = measured.get(p.c)
+        m = t.measured if t else None
         verdict = (
-            good_or_bad(t["slo_met"], "✔ measured", "✘ measured")
+            good_or_bad(t.slo_met, "✔ measured", "✘ measured")
             if t
-            else ("model ✔" if p.get("meets_slo") else "model ✘")
+            else ("model ✔" if p.meets_slo else "model ✘")
         )
         rows.append(
             [
-                p["c"],
-                f"{p['utilisation']:.0%}",
-                _pct(p["wait_probability"]),
-                _ms(p["wait_p99_ms"]),
-                _pct(m.get("wait_probability")) if t else "",
-                _ms(m.get("checkout_wait_p99_ms")) if t else "",
-                m.get("timeouts", "") if t else "",
+                p.c,
+                f"{p.utilisation:.0%}",
+                _pct(p.wait_probability),
+                _ms(p.wait_p99_ms),
+                _pct(m.wait_probability) if m else "",
+                _ms(m.checkout_wait_p99_ms) if m else "",
+                m.timeouts if m else "",
                 verdict,
             ]
         )
-    r = document.get("recommendation", {})
-    slo = ", ".join(f"{k} ≤ {v:g}" for k, v in document.get("slo", {}).items())
-    per = " per process" if document.get("processes", 1) > 1 else ""
+    r = sz.recommendation
+    slo = ", ".join(f"{k} ≤ {v:g}" for k, v in sz.slo.items())
+    per = " per process" if sz.processes > 1 else ""
     intro = (
-        f"<p>Measured {document.get('rate_per_s', 0):.1f}/s with a mean hold of "
-        f"{document.get('mean_hold_ms', 0):.2f} ms: an offered load of "
-        f"{document.get('offered_load', 0):.2f} connections{per}. SLO: {escape(slo)}. "
+        f"<p>Measured {sz.rate_per_s:.1f}/s with a mean hold of "
+        f"{sz.mean_hold_ms:.2f} ms: an offered load of "
+        f"{sz.offered_load:.2f} connections{per}. SLO: {escape(slo)}. "
         "Predicted: Erlang C (M/M/c); measured: a short trial at that size.</p>"
     )
     head = [
@@ -387,23 +372,76 @@ def sizing(document: Doc) -> str:
         "timeouts",
         "SLO",
     ]
-    fits = r.get("fits_server")
+    if r is None:
+        reason = sz.no_recommendation or "nothing tried met the SLO"
+        refused = f"<p><strong>No recommendation:</strong> {escape(reason)}</p>"
+        return section(
+            "Sizing", Html(intro + table(head, rows, numeric_from=0) + refused), "sizing"
+        )
     fleet = ""
-    if r.get("available_connections") is not None:
+    if r.available_connections is not None:
         fleet = (
-            f"<p>Fleet: {r.get('processes')} × {r.get('pool_size', 0) + r.get('max_overflow', 0)}"
-            f" = {r.get('fleet_connections')} connections at most; the server had "
-            f"{r.get('available_connections')} free "
-            f"({good_or_bad(fits, 'fits', 'does not fit')}).</p>"
+            f"<p>Fleet: {r.processes} × {r.capacity}"
+            f" = {r.fleet_connections} connections at most; the server had "
+            f"{r.available_connections} free "
+            f"({good_or_bad(r.fits_server, 'fits', 'does not fit')}).</p>"
         )
     recommendation = (
-        f"<p><strong>Recommended:</strong> pool_size={r.get('pool_size')}, "
-        f"max_overflow={r.get('max_overflow')}, pool_timeout={r.get('pool_timeout_s', 0):g}"
-        f" (smallest meeting the SLO: {r.get('measured_minimum')} measured, "
-        f"{r.get('model_minimum')} by the model)</p>{fleet}"
-        f"<pre><code>{escape(str(r.get('create_engine', '')))}</code></pre>"
-        + "".join(f'<p class="meta">{escape(n)}</p>' for n in r.get("notes", []))
+        f"<p><strong>Recommended:</strong> pool_size={r.pool_size}, "
+        f"max_overflow={r.max_overflow}, pool_timeout={r.pool_timeout_s:g}"
+        f" (smallest meeting the SLO: {r.measured_minimum} measured, "
+        f"{r.model_minimum} by the model)</p>{fleet}"
+        f"<pre><code>{escape(str(r.create_engine))}</code></pre>"
+        + "".join(f'<p class="meta">{escape(n)}</p>' for n in r.notes)
     )
     return section(
         "Sizing", Html(intro + table(head, rows, numeric_from=0) + recommendation), "sizing"
     )
+
+
+def nodes(run: RunResult) -> str:
+    """For a merge of a run's nodes: each node's own figures and how closely they started;
+    for one node's result: which node it was."""
+    merge, node = run.merge, run.node
+    if merge:
+        per_node = merge.per_node
+        earliest = min((n.server_at_start or 0 for n in per_node), default=0)
+        head = ["node", "host", "processes", "operations", "ok", "timeouts", "errors"]
+        head += ["ops/s", "wait p99 ms", "max checked out", "max server", "worst case", "start"]
+        rows = [
+            [
+                n.index,
+                n.host,
+                n.processes,
+                n.operations,
+                n.ok,
+                n.timeouts,
+                n.errors,
+                n.throughput_ops_s,
+                n.checkout_wait_p99_ms,
+                n.max_checked_out,
+                n.max_server_connections,
+                n.worst_case_connections,
+                f"+{((n.server_at_start or 0) - earliest) * 1000:.1f} ms",
+            ]
+            for n in per_node
+        ]
+        missing = merge.missing
+        line = (
+            f"Run {escape(str(merge.run_name))}: {len(merge.merged)} "
+            f"of {merge.nodes} nodes merged; they started within "
+            f"{merge.start_skew_ms or 0:.1f} ms of each other by the database "
+            "server's clock. Timelines are summed sample by sample from the common start; "
+            "latencies are merged from every node's histograms."
+        )
+        lost = f' <span class="bad">Missing: node {", ".join(map(str, missing))}.</span>'
+        content = f"<p>{line}{lost if missing else ''}</p>" + table(head, rows, numeric_from=2)
+        return section("Nodes", Html(content), "nodes")
+    if node:
+        text = (
+            f"Node {node.index} of {node.nodes} in run "
+            f"{escape(str(node.run_name))} on {escape(str(node.host))}; "
+            f"{len(node.finished)} of {node.nodes} nodes finished."
+        )
+        return section("Node", Html(f"<p>{text}</p>"), "node")
+    return ""

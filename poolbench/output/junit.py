@@ -21,9 +21,10 @@ import re
 import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
-from .csvout import runs_of, variant_label
+from ..result import CheckResult, RunResult
+from ..result.document import ResultDocument
+from .files import write_text
 
 # XML 1.0 cannot carry most control characters, even escaped; drivers' messages may.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -51,9 +52,9 @@ def _measured_phrase(value: object) -> str:
     return "not measured" if value is None else f"measured {measured(value)}"
 
 
-def _classname(run: dict[str, Any]) -> str:
-    name = f"poolbench.{(run.get('scenario') or {}).get('name') or 'scenario'}"
-    label = variant_label(run)
+def _classname(run: RunResult) -> str:
+    name = f"poolbench.{run.scenario.name or 'scenario'}"
+    label = run.label()
     return f"{name}.{label.replace('.', '_')}" if label else name
 
 
@@ -75,118 +76,129 @@ def _seconds(value: object) -> str:
     return f"{number:.3f}"
 
 
-def _detail(run: dict[str, Any], check: dict[str, Any]) -> str:
-    summary = run.get("summary") or {}
-    pool = run.get("pool") or {}
-    wait = summary.get("checkout_wait_ms") or {}
+def _detail(run: RunResult, check: CheckResult) -> str:
+    summary = run.summary
+    label = run.label()
     lines = [
-        f"{check.get('source')}: {check.get('metric')} {check.get('condition')}",
-        f"measured: {measured(check.get('value'))}",
-        f"run {run.get('run_id')} of scenario {(run.get('scenario') or {}).get('name')}"
-        + (f" ({variant_label(run)})" if variant_label(run) else ""),
+        f"{check.source}: {check.metric} {check.condition}",
+        f"measured: {measured(check.value)}",
+        f"run {run.run_id} of scenario {run.scenario.name}" + (f" ({label})" if label else ""),
     ]
-    if pool.get("create_engine"):
-        lines.append(f"pool: {pool['create_engine']}")
+    if run.pool.create_engine:
+        lines.append(f"pool: {run.pool.create_engine}")
     lines.append(
-        f"requests {summary.get('operations')} · ok {summary.get('ok')} · "
-        f"timeouts {summary.get('timeouts')} · leaked {summary.get('leaked')} · "
-        f"max checked out {summary.get('max_checked_out')} · "
-        f"max waiting {summary.get('max_waiting')} · "
-        f"checkout wait p99 {measured(wait.get('p99'))} ms"
+        f"requests {summary.operations} · ok {summary.ok} · "
+        f"timeouts {summary.timeouts} · leaked {summary.leaks.sessions} · "
+        f"max checked out {summary.peaks.checked_out} · "
+        f"max waiting {summary.peaks.waiting} · "
+        f"checkout wait p99 {measured(summary.latencies.checkout_wait_ms.p99)} ms"
     )
-    if summary.get("first_timeout_message"):
+    if summary.first_timeout_message:
         lines.append(
-            f"first timeout at {measured(summary.get('first_timeout_at_s'))} s: "
-            f"{summary['first_timeout_message']}"
+            f"first timeout at {measured(summary.first_timeout_at_s)} s: "
+            f"{summary.first_timeout_message}"
         )
     return _text("\n".join(lines))
 
 
-def _suite(run: dict[str, Any]) -> tuple[ET.Element, int, int]:
-    summary = run.get("summary") or {}
+def _suite(run: RunResult) -> tuple[ET.Element, int, int]:
+    summary = run.summary
     classname = _classname(run)
-    label = variant_label(run)
-    name = (run.get("scenario") or {}).get("name") or "scenario"
+    label = run.label()
+    name = run.scenario.name or "scenario"
     suite = ET.Element("testsuite", name=_text(f"{name} [{label}]" if label else name))
-    stamp = _timestamp(run.get("started_at"))
+    stamp = _timestamp(run.started_at)
     if stamp:
         suite.set("timestamp", stamp)
 
     props = ET.SubElement(suite, "properties")
-    database = run.get("database") or {}
     for key, value in (
-        ("run_id", run.get("run_id")),
+        ("run_id", run.run_id),
         ("variant", label or None),
-        ("database", database.get("url")),
-        ("server_version", database.get("server_version")),
-        ("create_engine", (run.get("pool") or {}).get("create_engine")),
+        ("database", run.database.url),
+        ("server_version", run.database.server_version),
+        ("create_engine", run.pool.create_engine or None),
     ):
         if value is not None:
             ET.SubElement(props, "property", name=key, value=_text(value))
 
-    checks = list(summary.get("thresholds") or []) + list(summary.get("expectations") or [])
+    checks = summary.thresholds + summary.expectations
     failures = 0
     for check in checks:
-        metric, condition = check.get("metric"), check.get("condition")
+        metric, condition = check.metric, check.condition
         case = ET.SubElement(
             suite,
             "testcase",
             classname=_text(classname),
-            name=_text(f"{check.get('source')}: {metric} {condition}"),
+            name=_text(f"{check.source}: {metric} {condition}"),
             time="0",
         )
-        if not check.get("ok"):
+        if not check.ok:
             failures += 1
             failure = ET.SubElement(
                 case,
                 "failure",
-                message=_text(
-                    f"{_measured_phrase(check.get('value'))}, expected {metric} {condition}"
-                ),
-                type=_text(check.get("source") or "check"),
+                message=_text(f"{_measured_phrase(check.value)}, expected {metric} {condition}"),
+                type=_text(check.source or "check"),
             )
             failure.text = _detail(run, check)
 
+    for check in summary.skipped_expectations:  # measured; not checked on a changed scenario
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=_text(classname),
+            name=_text(f"expect: {check.metric} {check.condition}"),
+            time="0",
+        )
+        ET.SubElement(
+            case,
+            "skipped",
+            message=_text(
+                f"{summary.expectations_skipped_because}; {_measured_phrase(check.value)}"
+            ),
+        )
+    skipped = len(summary.skipped_expectations)
+
     errors = 0
-    if run.get("interrupted"):
+    if run.interrupted:
         errors = 1
         case = ET.SubElement(
             suite,
             "testcase",
             classname=_text(classname),
             name="run: completed",
-            time=_seconds(summary.get("duration_s")),
+            time=_seconds(summary.duration_s),
         )
-        planned = (run.get("scenario") or {}).get("duration_s")
+        planned = run.scenario.duration_s
         ET.SubElement(
             case,
             "error",
             message=_text(
-                f"interrupted after {measured(summary.get('duration_s'))} s"
+                f"interrupted after {measured(summary.duration_s)} s"
                 + (f" of {measured(planned)} s" if planned is not None else "")
                 + "; the checks judge only what was measured until then"
             ),
             type="interrupted",
         )
 
-    notes = run.get("notes") or []
-    if notes:
-        ET.SubElement(suite, "system-out").text = _text("\n".join(notes))
+    if run.notes:
+        ET.SubElement(suite, "system-out").text = _text("\n".join(run.notes))
 
-    suite.set("tests", str(len(checks) + errors))
+    suite.set("tests", str(len(checks) + skipped + errors))
     suite.set("failures", str(failures))
     suite.set("errors", str(errors))
-    suite.set("skipped", "0")
-    suite.set("time", _seconds(summary.get("duration_s")))
+    suite.set("skipped", str(skipped))
+    suite.set("time", _seconds(summary.duration_s))
     return suite, failures, errors
 
 
-def junit_xml(document: dict[str, Any]) -> str:
+def junit_xml(document: ResultDocument) -> str:
     """The JUnit XML of a result document (one run or a comparison), with its declaration."""
     root = ET.Element("testsuites", name="poolbench")
     tests = failures = errors = 0
     total_time = 0.0
-    for run in runs_of(document):
+    for run in document.runs:
         suite, run_failures, run_errors = _suite(run)
         root.append(suite)
         tests += int(suite.get("tests", "0"))
@@ -201,11 +213,10 @@ def junit_xml(document: dict[str, Any]) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, "unicode") + "\n"
 
 
-def write_junit(document: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+def write_junit(document: ResultDocument, path: str | os.PathLike[str]) -> Path:
     """Write :func:`junit_xml` to ``path`` (UTF-8), creating its directory; return the path."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(junit_xml(document), encoding="utf-8")
+    write_text(target, junit_xml(document))
     return target
 
 

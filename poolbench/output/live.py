@@ -15,11 +15,10 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from ..engine.runner import Observer
-from ..result import FaultEvent, Progress, RunHeader, Sample
-from ..scenario.model import settings_label
+from ..result import FaultEvent, Progress, RunHeader, Sample, settings_label
+from ..result.observer import Observer
 from ..units import format_duration
-from .text import capacity_text, ms, plain_progress_line, secs, server_states
+from .text import capacity_text, load_line, ms, plain_progress_line, secs, states_text
 
 _SPARK = "▁▂▃▄▅▆▇█"
 
@@ -63,17 +62,19 @@ def header_lines(header: RunHeader) -> list[str]:
     lines = [
         f"[bold]poolbench[/] · [bold cyan]{escape(header.scenario)}[/] · run {header.run_id}",
         f"database  {escape(db.url)} · {escape(db.dialect)} {escape(db.server_version)}"
+        + f" · driver {escape(db.driver)}"
+        + (" (AsyncEngine)" if db.engine == "async" else "")
         + (f" · max_connections {db.max_connections}" if db.max_connections else ""),
-        f"pool      {escape(header.pool_line)}"
+        f"pool      {escape(header.pool.create_engine)}"
         + (f" [dim]in each of {header.processes} processes[/]" if header.processes > 1 else ""),
-        f"load      {escape(header.load_line)}",
+        f"load      {escape(load_line(header))}",
     ]
     limits = limits_line(header)
     if limits:
         lines.append(f"limits    {limits}")
     if header.variant is not None:
         shown = settings_label(header.variant) or "as written"
-        name = header.variant_name or shown
+        name = header.label(shown)
         detail = f" ({escape(shown)})" if name != shown else ""
         lines.append(f"variant   [bold]{escape(name)}[/]{detail}")
     return lines
@@ -231,8 +232,7 @@ class LiveView(Observer):
             )
             rows.add_row(
                 "server",
-                escape(server_states(sample.server_connections))
-                + " [dim]connections of this run[/]",
+                escape(states_text(sample.server_connections)) + " [dim]connections of this run[/]",
             )
         if progress is not None:
             timeouts = f"[bold red]{progress.timeouts}[/]" if progress.timeouts else "0"

@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..sizing.planner import SizingResult
+from ..result.sizing import SizingResult
 from .text import ms
 
 
@@ -47,11 +47,11 @@ def sizing_table(result: SizingResult) -> Table:
     ):
         table.add_column(name, justify="right")
     for p in result.predictions:
-        c = p["c"]
+        c = p.c
         t = measured.get(c)
-        p99 = p["wait_p99_ms"]
+        p99 = p.wait_p99_ms
         cells = ["", "", "", ""]
-        verdict = "[green]model ✔[/]" if p["meets_slo"] else "[dim]model ✘[/]"
+        verdict = "[green]model ✔[/]" if p.meets_slo else "[dim]model ✘[/]"
         if t is not None:
             m = t.measured
             cells = [_pct(m.wait_probability), ms(m.checkout_wait_p99_ms), str(m.timeouts)]
@@ -61,10 +61,10 @@ def sizing_table(result: SizingResult) -> Table:
             cells = ["", "", "", verdict]
         table.add_row(
             str(c),
-            f"{p['utilisation']:.0%}",
-            _pct(p["wait_probability"]),
+            f"{p.utilisation:.0%}",
+            _pct(p.wait_probability),
             "∞" if p99 is None else ms(p99),
-            _tiny(p["timeout_probability"]),
+            _tiny(p.timeout_probability),
             *cells,
         )
     return table
@@ -96,6 +96,10 @@ def render_sizing(console: Console, result: SizingResult) -> None:
             )
     r = result.recommendation
     console.print()
+    if r is None:
+        reason = result.no_recommendation or "nothing tried met the SLO"
+        console.print(f"[bold red]no recommendation[/]: {escape(reason)}")
+        return
     console.print(
         f"[bold]recommended[/]: pool_size={r.pool_size}, max_overflow={r.max_overflow}, "
         f"pool_timeout={r.pool_timeout_s:g}"
@@ -106,7 +110,7 @@ def render_sizing(console: Console, result: SizingResult) -> None:
     if r.available_connections is not None:
         colour = "green" if r.fits_server else "red"
         console.print(
-            f"fleet: {r.processes} × {r.pool_size + r.max_overflow} = {r.fleet_connections} "
+            f"fleet: {r.processes} × {r.capacity} = {r.fleet_connections} "
             f"connections at most; the server had [{colour}]{r.available_connections} free[/]"
         )
     for note in r.notes:

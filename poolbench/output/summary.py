@@ -5,86 +5,46 @@ Pure functions of a :class:`RunResult`; ``render_result`` prints them to a conso
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..result import ERROR_KINDS, CheckResult, Percentiles, RunResult, Sample
+from .. import checks
+from ..result import ERROR_KINDS, CheckResult, Percentiles, RunResult
 from .diagnosis import diagnose
-from .text import ms, secs, server_states, short_server
+from .text import ms, secs, short_server, skipped_line, states_text
 
 MAX_TIMELINE_ROWS = 30
-TIMELINE_LEGEND = (
-    "out checked out · ovf overflow · wait callers blocked in checkout · tmo timeouts · "
-    "conn connects · gc returned by the garbage collector · stale held by the pool, "
-    "already closed by the server · ping pre-ping recoveries · recyc recycles · "
-    "server: total, a active, i idle, t idle in transaction"
-)
+# what each timeline column means; the legend names only the columns a table shows
+TIMELINE_MEANINGS = {
+    "out": "checked out",
+    "idle": "checked in",
+    "ovf": "overflow",
+    "wait": "callers blocked in checkout",
+    "ops": "requests done",
+    "tmo": "timeouts",
+    "err": "other errors",
+    "conn": "connects",
+    "inval": "connections invalidated",
+    "gc": "returned by the garbage collector",
+    "stale": "held by the pool, already closed by the server",
+    "ping": "pre-ping recoveries",
+    "recyc": "recycles",
+    "server a/i/t": "server: total, a active, i idle, t idle in transaction",
+}
 
 
-@dataclass
-class TimelineRow:
-    """One or more consecutive samples folded together: gauges at their maximum,
-    counters summed, so a long run still fits on a screen without hiding a spike."""
-
-    t_s: float
-    checked_out: int
-    checked_in: int
-    overflow: int
-    waiting: int
-    operations: int
-    timeouts: int
-    errors: int
-    checkout_wait_p99_ms: float | None
-    connects: int
-    invalidations: int
-    gc_returned: int
-    stale: int | None
-    recycles: int
-    pre_ping_recoveries: int
-    server_connections: dict[str, int] | None
-    samples: int
-
-
-def timeline_rows(timeline: list[Sample], max_rows: int = MAX_TIMELINE_ROWS) -> list[TimelineRow]:
-    if not timeline:
-        return []
-    size = -(-len(timeline) // max_rows)
-    rows = []
-    for start in range(0, len(timeline), size):
-        chunk = timeline[start : start + size]
-        p99s = [s.checkout_wait_p99_ms for s in chunk if s.checkout_wait_p99_ms is not None]
-        servers = [s.server_connections for s in chunk if s.server_connections is not None]
-        rows.append(
-            TimelineRow(
-                t_s=chunk[-1].t_s,
-                checked_out=max(s.checked_out for s in chunk),
-                checked_in=max(s.checked_in for s in chunk),
-                overflow=max(s.overflow for s in chunk),
-                waiting=max(s.waiting for s in chunk),
-                operations=sum(s.operations for s in chunk),
-                timeouts=sum(s.timeouts for s in chunk),
-                errors=sum(s.errors for s in chunk),
-                checkout_wait_p99_ms=max(p99s) if p99s else None,
-                connects=sum(s.connects for s in chunk),
-                invalidations=sum(s.invalidations for s in chunk),
-                gc_returned=sum(s.gc_returned for s in chunk),
-                stale=max((s.stale for s in chunk if s.stale is not None), default=None),
-                recycles=sum(s.recycles or 0 for s in chunk),
-                pre_ping_recoveries=sum(s.pre_ping_recoveries or 0 for s in chunk),
-                server_connections=max(servers, key=lambda c: c.get("total", 0))
-                if servers
-                else None,
-                samples=len(chunk),
-            )
-        )
-    return rows
+def legend(names: list[str], meanings: dict[str, str]) -> str:
+    """``name meaning · ...`` for the columns shown, in their order."""
+    return " · ".join(
+        meanings[n] if n.startswith("server") else f"{n} {meanings[n]}"
+        for n in names
+        if n in meanings
+    )
 
 
 def timeline_table(result: RunResult) -> Table:
-    rows = timeline_rows(result.timeline)
+    rows = result.timeline_rows(MAX_TIMELINE_ROWS)
     show_gc = any(r.gc_returned for r in rows)
     show_stale = any(r.stale for r in rows)
     show_ping = any(r.pre_ping_recoveries for r in rows)
@@ -102,7 +62,6 @@ def timeline_table(result: RunResult) -> Table:
         header_style="bold",
         box=None,
         pad_edge=False,
-        caption=TIMELINE_LEGEND,
         caption_justify="left",
     )
     names = [
@@ -127,6 +86,10 @@ def timeline_table(result: RunResult) -> Table:
         names.insert(-1, "ping")
     if show_recycle:
         names.insert(-1, "recyc")
+    table.caption = legend(names, TIMELINE_MEANINGS).replace(
+        "callers blocked in checkout",
+        "callers blocked in checkout (↑ the exact peak between the samples, when higher)",
+    )
     for name in names:
         table.add_column(name, justify="right" if name != "server a/i/t" else "left")
     for r in rows:
@@ -139,10 +102,10 @@ def timeline_table(result: RunResult) -> Table:
             gc_cell.append(str(r.recycles))
         table.add_row(
             f"{r.t_s:.1f}",
-            str(r.checked_out),
+            _with_peak(r.checked_out, r.peak_checked_out),
             str(r.checked_in),
-            str(r.overflow),
-            f"[red]{r.waiting}[/]" if r.waiting else "0",
+            _with_peak(r.overflow, r.peak_overflow),
+            _with_peak(r.waiting, r.peak_waiting, "red"),
             str(r.operations),
             f"[red]{r.timeouts}[/]" if r.timeouts else "0",
             f"[red]{r.errors}[/]" if r.errors else "0",
@@ -153,6 +116,12 @@ def timeline_table(result: RunResult) -> Table:
             short_server(r.server_connections),
         )
     return table
+
+
+def _with_peak(instant: int, peak: int, style: str = "") -> str:
+    """``instant``, and ``↑peak`` when the interval went higher between the samples."""
+    text = str(instant) + (f" [dim]↑{peak}[/]" if peak > instant else "")
+    return f"[{style}]{text}[/]" if style and (instant or peak) else text
 
 
 def _pct(p: Percentiles) -> str:
@@ -172,8 +141,20 @@ def summary_table(result: RunResult) -> Table:
         f"{s.error_count} errors"
         + (f" · {s.injected_errors} injected" if s.injected_errors else ""),
     )
-    table.add_row("checkout wait", _pct(s.checkout_wait_ms))
-    table.add_row("hold", _pct(s.hold_ms))
+    lat = s.latencies
+    queued = (
+        f" · {lat.wait_probability:.1%} blocked in the queue"
+        if lat.wait_probability is not None and lat.checkout_wait_ms.count
+        else ""
+    )
+    table.add_row("checkout wait", _pct(lat.checkout_wait_ms) + queued)
+    table.add_row("hold", _pct(s.latencies.hold_ms))
+    if s.client is not None and s.client.saturated:
+        table.add_row(
+            "[red]client[/]",
+            f"[red]saturated[/]: {s.client.cpu_cores:.2f} cores busy, holds "
+            f"{s.client.hold_inflation:.1f}× the scenario's (try --processes)",
+        )
     if s.timeouts:
         table.add_row(
             "[red]timeouts[/]",
@@ -183,7 +164,7 @@ def summary_table(result: RunResult) -> Table:
     else:
         table.add_row("timeouts", "0")
     for kind in ERROR_KINDS:
-        stats = s.errors[kind]
+        stats = s.kind(kind)
         if kind == "timeout" or not stats.count:
             continue
         lines = [
@@ -191,19 +172,18 @@ def summary_table(result: RunResult) -> Table:
             for e in stats.examples
         ]
         table.add_row(f"[red]{kind}[/]", f"{stats.count}: " + "\n".join(lines))
-    capacity = s.worst_case_connections
-    if capacity is None and result.pool.get("poolclass") == "QueuePool":  # older results
-        size, overflow = result.pool.get("pool_size", 0), result.pool.get("max_overflow", 0)
-        capacity = size + overflow if size and overflow >= 0 else None
+    capacity = result.capacity
     table.add_row(
         "pool",
-        f"max checked out {s.max_checked_out}"
+        f"max checked out {s.peaks.checked_out}"
         + (f" / {capacity}" if capacity else "")
-        + f" · max overflow {s.max_overflow} · max waiting {s.max_waiting}"
-        + (f" · [yellow]max stale {s.max_stale}[/]" if s.max_stale else ""),
+        + f" · max overflow {s.peaks.overflow} · max waiting {s.peaks.waiting}"
+        + (f" · [yellow]max stale {s.peaks.stale}[/]" if s.peaks.stale else ""),
     )
     ev = s.pool_events
     events = [f"{ev.connects} connects"]
+    if lat.connect_ms is not None and lat.connect_ms.count:
+        events[0] += f" (p50 {ms(lat.connect_ms.p50)} · max {ms(lat.connect_ms.max)} ms each)"
     for name, value in (
         ("invalidations", ev.invalidations),
         ("recycles", ev.recycles),
@@ -213,26 +193,23 @@ def summary_table(result: RunResult) -> Table:
         if value:
             events.append(f"{value} {name}")
     table.add_row("pool events", " · ".join(events))
-    if s.leaked:
+    if s.leaks.sessions:
         at = (
-            f" ({s.leaked_at_first_timeout} before the first timeout)"
-            if s.leaked_at_first_timeout is not None
+            f" ({s.leaks.at_first_timeout} before the first timeout)"
+            if s.leaks.at_first_timeout is not None
             else ""
         )
-        table.add_row("[yellow]leaks[/]", f"{s.leaked} sessions never closed{at}")
-    server = f"max {s.max_server_connections}" if s.max_server_connections is not None else "-"
-    if s.connection_headroom is not None and s.worst_case_connections is not None:
-        colour = "red" if s.connection_headroom < 0 else "green"
-        server += (
-            f" · worst case {s.worst_case_connections}, "
-            f"[{colour}]headroom {s.connection_headroom}[/]"
-        )
+        table.add_row("[yellow]leaks[/]", f"{s.leaks.sessions} sessions never closed{at}")
+    server = f"max {s.peaks.server_connections}" if s.peaks.server_connections is not None else "-"
+    if s.server.headroom is not None and s.server.worst_case is not None:
+        colour = "red" if s.server.headroom < 0 else "green"
+        server += f" · worst case {s.server.worst_case}, [{colour}]headroom {s.server.headroom}[/]"
     if result.database.max_connections:
         server += f" of max_connections {result.database.max_connections}"
-    if s.server_connections_at_exit is not None:
-        server += f" · at exit {s.server_connections_at_exit}"
-        if s.terminated_at_exit:
-            server += f" ({s.terminated_at_exit} ended server-side)"
+    if s.server.connections_at_exit is not None:
+        server += f" · at exit {s.server.connections_at_exit}"
+        if s.server.terminated_at_exit:
+            server += f" ({s.server.terminated_at_exit} ended server-side)"
     table.add_row("server", server)
     for f in result.faults:
         what = f"{f.kind} {f.detail}"
@@ -244,17 +221,21 @@ def summary_table(result: RunResult) -> Table:
         table.add_row("[magenta]fault[/]", f"at {f.t_s:.1f}s: {escape(what)} ({escape(outcome)})")
     if s.dropped_arrivals or s.late_arrivals:
         table.add_row("arrivals", f"{s.dropped_arrivals} dropped · {s.late_arrivals} late")
-    for site in s.leak_sites or []:
+    for site in s.leaks.sites or []:
         still = f", {site.held_at_end} still out at the end" if site.held_at_end else ""
-        table.add_row(
-            "[yellow]leak suspect[/]",
+        text = (
             f"{escape(site.site)}: {site.count} checkouts held past leak_detection, "
-            f"longest {site.longest_hold_s:.1f}s{still}",
+            f"longest {site.longest_hold_s:.1f}s{still}"
         )
-    if s.holders_at_first_timeout:
+        if site.below:
+            text += f"\n  via {escape(site.below[-1])}"
+        if site.created and site.created != site.site:
+            text += f"\n  session created at {escape(site.created)}"
+        table.add_row("[yellow]leak suspect[/]", text)
+    if s.leaks.holders_at_first_timeout:
         lines = [
             f"{escape(h.site)} ×{h.count} (oldest {h.oldest_s:.1f}s)"
-            for h in s.holders_at_first_timeout[:5]
+            for h in s.leaks.holders_at_first_timeout[:5]
         ]
         table.add_row("holders at the\nfirst timeout", "\n".join(lines))
     if s.keepalive_pings:
@@ -289,16 +270,16 @@ def processes_table(result: RunResult) -> Table | None:
         table.add_column(name, justify="right")
     for p in result.processes:
         table.add_row(
-            str(p.get("index")),
-            str(p.get("pid")),
-            str(p.get("operations")),
-            str(p.get("ok")),
-            str(p.get("timeouts")),
-            str(p.get("too_many_connections")),
-            str(p.get("max_checked_out")),
-            str(p.get("max_waiting")),
-            str(p.get("connects")),
-            ms(p.get("checkout_wait_p99_ms")),
+            str(p.index),
+            str(p.pid),
+            str(p.operations),
+            str(p.ok),
+            str(p.timeouts),
+            str(p.too_many_connections),
+            str(p.max_checked_out),
+            str(p.max_waiting),
+            str(p.connects),
+            ms(p.checkout_wait_p99_ms),
         )
     return table
 
@@ -319,13 +300,14 @@ def groups_table(result: RunResult) -> Table | None:
         "hold p50 ms",
     ):
         table.add_column(name, justify="left" if name in ("group", "session") else "right")
+    all_failed = set(checks.failed_groups(result.summary))
     for g in groups:
         table.add_row(
             escape(g.name),
             g.session,
             str(g.operations),
             str(g.ok),
-            str(g.errors),
+            f"[bold red]{g.errors} (all failed)[/]" if g.name in all_failed else str(g.errors),
             str(g.leaked),
             ms(g.checkout_wait_ms.p99),
             ms(g.hold_ms.p50),
@@ -333,14 +315,20 @@ def groups_table(result: RunResult) -> Table | None:
     return table
 
 
-def checks_table(checks: list[CheckResult]) -> Table | None:
-    if not checks:
+def checks_table(
+    checks: list[CheckResult], skipped: list[CheckResult] | None = None
+) -> Table | None:
+    """The checks and how each went; ``skipped`` expectations (measured, not checked)
+    are listed after them, marked ``skipped``."""
+    skipped = skipped or []
+    if not checks and not skipped:
         return None
     table = Table(box=None, header_style="bold", title="checks", title_justify="left")
     for name in ("", "kind", "figure", "condition", "measured"):
         table.add_column(name)
-    for c in checks:
-        mark = "[green]✔[/]" if c.ok else "[bold red]✘[/]"
+    rows = [(c, "[green]✔[/]" if c.ok else "[bold red]✘[/]", c.source) for c in checks]
+    rows += [(c, "[dim]–[/]", "skipped") for c in skipped]
+    for c, mark, kind in rows:
         value = (
             "not measured"
             if c.value is None
@@ -348,7 +336,7 @@ def checks_table(checks: list[CheckResult]) -> Table | None:
         )
         if len(value) > 48:
             value = value[:47] + "…"
-        table.add_row(mark, c.source, c.metric, escape(c.condition), escape(value))
+        table.add_row(mark, kind, c.metric, escape(c.condition), escape(value))
     return table
 
 
@@ -356,15 +344,19 @@ def verdict(result: RunResult) -> str:
     s = result.summary
     failed = [c for c in s.thresholds + s.expectations if not c.ok]
     prefix = "[yellow]interrupted[/] · " if result.interrupted else ""
+    skipped = skipped_line(s)
+    after = f"\n[dim]{escape(skipped)}[/]" if skipped else ""
     if failed:
         names = ", ".join(f"{c.metric} {c.condition}" for c in failed)
-        return f"{prefix}[bold red]FAILED[/]: {len(failed)} check(s) breached: {escape(names)}"
+        line = f"{prefix}[bold red]FAILED[/]: {len(failed)} check(s) breached: {escape(names)}"
+        work = checks.failure_line(s)
+        return (f"{line}\n{escape(work)}" if work else line) + after
     if s.thresholds or s.expectations:
         return (
             f"{prefix}[bold green]PASSED[/]: all {len(s.thresholds) + len(s.expectations)} "
-            "checks held"
+            "checks held" + after
         )
-    return f"{prefix}done (no thresholds set)"
+    return f"{prefix}done (no thresholds set)" + after
 
 
 def render_result(console: Console, result: RunResult, show_timeline: bool = True) -> None:
@@ -383,7 +375,10 @@ def render_result(console: Console, result: RunResult, show_timeline: bool = Tru
         console.print()
         for hint in hints:
             console.print(f"[bold]→[/] {escape(hint)}")
-    table = checks_table(result.summary.thresholds + result.summary.expectations)
+    table = checks_table(
+        result.summary.thresholds + result.summary.expectations,
+        result.summary.skipped_expectations,
+    )
     if table is not None:
         console.print()
         console.print(table)
@@ -391,4 +386,4 @@ def render_result(console: Console, result: RunResult, show_timeline: bool = Tru
     console.print(verdict(result))
 
 
-__all__ = ["render_result", "server_states", "timeline_rows"]
+__all__ = ["render_result", "states_text"]

@@ -4,8 +4,10 @@ Drawn with our own characters rather than plotext: plotext keeps its figure in m
 state and hands back ANSI text that rich would have to parse again, while this chart is a
 plain rich renderable that fits the console it is printed to. ``checked_out`` is an area
 (block characters, eight steps per row), ``waiting`` a braille line over it, and the pool's
-limits are dashed lines. A column stands for a slice of time and shows the maximum of the
-samples in it, so a one-sample spike in a long run still reaches its full height.
+limits are dashed lines. Each is drawn twice: the value at the sample, and (dimmer, behind
+it) the interval's exact peak, so a burst that lived between two samples still shows. A
+column stands for a slice of time and shows the maximum of the samples in it, so a
+one-sample spike in a long run still reaches its full height.
 """
 
 from __future__ import annotations
@@ -14,16 +16,18 @@ import math
 from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from rich.console import Console, ConsoleOptions, Group, RenderableType
 from rich.measure import Measurement
 from rich.text import Text
 
-from .csvout import runs_of, variant_label
+from ..result import PoolInfo, RunResult
+from ..result.document import ResultDocument
 
 AREA_STYLE = "cyan"
+PEAK_AREA_STYLE = "blue"
 WAITING_STYLE = "bold bright_red"
+PEAK_WAITING_STYLE = "red"
 POOL_SIZE_STYLE = "yellow"
 LIMIT_STYLE = "bold yellow"
 AXIS_STYLE = "dim"
@@ -54,18 +58,17 @@ class Marker:
     style: str
 
 
-def pool_markers(pool: dict[str, Any] | None) -> list[Marker]:
-    """Lines at pool_size and pool_size + max_overflow; none where they mean nothing
+def pool_markers(pool: PoolInfo | None) -> list[Marker]:
+    """Lines at pool_size and at the pool's capacity; none where they mean nothing
     (NullPool, ``pool_size=0`` which QueuePool treats as unlimited, ``max_overflow=-1``)."""
-    pool = pool or {}
-    size, overflow = pool.get("pool_size"), pool.get("max_overflow")
-    if pool.get("poolclass", "QueuePool") != "QueuePool" or not isinstance(size, int) or size <= 0:
+    if pool is None or not pool.queued or not pool.pool_size or pool.pool_size <= 0:
         return []
-    if overflow == 0:
+    size = pool.pool_size
+    if pool.max_overflow == 0:
         return [Marker(size, f"pool_size {size} (no overflow)", "━", LIMIT_STYLE)]
     markers = [Marker(size, f"pool_size {size}", "┄", POOL_SIZE_STYLE)]
-    if isinstance(overflow, int) and overflow > 0:
-        limit = size + overflow
+    limit = pool.capacity
+    if limit is not None and limit > size:
         markers.append(Marker(limit, f"pool_size + max_overflow = {limit}", "━", LIMIT_STYLE))
     return markers
 
@@ -100,15 +103,15 @@ def _seconds(t: float) -> str:
 class TimelineChart:
     """One run's chart; a rich renderable that narrows to the console if it must."""
 
-    def __init__(self, run: dict[str, Any], width: int = 72, height: int = 8) -> None:
-        timeline = sorted(
-            (s for s in run.get("timeline") or [] if isinstance(s, dict)),
-            key=lambda s: s.get("t_s") or 0.0,
-        )
-        self.times = [float(s.get("t_s") or 0.0) for s in timeline]
-        self.checked_out = [int(s.get("checked_out") or 0) for s in timeline]
-        self.waiting = [int(s.get("waiting") or 0) for s in timeline]
-        self.markers = pool_markers(run.get("pool"))
+    def __init__(self, run: RunResult, width: int = 72, height: int = 8) -> None:
+        timeline = sorted(run.timeline, key=lambda s: s.t_s or 0.0)
+        self.times = [float(s.t_s or 0.0) for s in timeline]
+        self.checked_out = [int(s.checked_out or 0) for s in timeline]
+        self.waiting = [int(s.waiting or 0) for s in timeline]
+        # the interval's exact peaks (the instant value for results that lack them)
+        self.peak_checked_out = [s.peak("checked_out") for s in timeline]
+        self.peak_waiting = [s.peak("waiting") for s in timeline]
+        self.markers = pool_markers(run.pool)
         self.width = width
         self.height = max(2, height)
 
@@ -121,7 +124,12 @@ class TimelineChart:
     def lines(self, width: int) -> list[Text]:
         if not self.times:
             return [Text("no samples to chart", style=AXIS_STYLE)]
-        peak = max(max(self.checked_out), max(self.waiting), *(m.value for m in self.markers), 1)
+        peak = max(
+            max(self.peak_checked_out),
+            max(self.peak_waiting),
+            *(m.value for m in self.markers),
+            1,
+        )
         label_width = len(str(peak))
         plot_width = max(_MIN_PLOT_WIDTH, width - label_width - 2)
         return [
@@ -138,11 +146,10 @@ class TimelineChart:
 
     def _plot(self, peak: int, label_width: int, plot_width: int) -> list[Text]:
         height = self.height
-        area = [
-            max(1, round(self._height(v, peak) * 8)) if v else 0
-            for v in column_maxima(self.times, self.checked_out, plot_width)
-        ]
-        dots = self._waiting_dots(peak, plot_width)
+        area = self._area(self.checked_out, peak, plot_width)
+        peak_area = self._area(self.peak_checked_out, peak, plot_width)
+        dots = self._waiting_dots(self.waiting, peak, plot_width)
+        peak_dots = self._waiting_dots(self.peak_waiting, peak, plot_width)
         marker_rows = {min(height - 1, int(self._height(m.value, peak))): m for m in self.markers}
         labels = {height - 1: str(peak)}
         for row, marker in marker_rows.items():
@@ -152,32 +159,43 @@ class TimelineChart:
             line = Text(no_wrap=True, overflow="crop")
             label = labels.get(row, "")
             line.append(f"{label:>{label_width}} {'┤' if label else '│'}", style=AXIS_STYLE)
-            marker = marker_rows.get(row)
+            limit = marker_rows.get(row)
             for col in range(plot_width):
                 fill = min(8, max(0, area[col] - row * 8))
-                bits = dots[row][col]
+                peak_fill = min(8, max(0, peak_area[col] - row * 8))
+                bits = dots[row][col] or peak_dots[row][col]
                 if bits:
-                    style = f"{WAITING_STYLE} on {AREA_STYLE}" if fill == 8 else WAITING_STYLE
+                    wstyle = WAITING_STYLE if dots[row][col] else PEAK_WAITING_STYLE
+                    style = f"{wstyle} on {AREA_STYLE}" if fill == 8 else wstyle
                     line.append(chr(_BRAILLE + bits), style=style)
-                elif fill == 8 and marker is not None:
+                elif fill == 8 and limit is not None:
                     # the area passed the limit: keep the line visible through it
-                    line.append(marker.glyph, style=f"{marker.style} on {AREA_STYLE}")
+                    line.append(limit.glyph, style=f"{limit.style} on {AREA_STYLE}")
                 elif fill:
                     line.append(_BLOCKS[fill], style=AREA_STYLE)
-                elif marker is not None:
-                    line.append(marker.glyph, style=marker.style)
+                elif peak_fill:
+                    line.append(_BLOCKS[peak_fill], style=PEAK_AREA_STYLE)
+                elif limit is not None:
+                    line.append(limit.glyph, style=limit.style)
                 else:
                     line.append(" ")
             rows.append(line)
         return rows
 
-    def _waiting_dots(self, peak: int, plot_width: int) -> list[list[int]]:
-        """Braille bits per cell (row 0 at the bottom) tracing waiting as a line;
+    def _area(self, values: list[int], peak: int, plot_width: int) -> list[int]:
+        """Eighths of a row filled in each column."""
+        return [
+            max(1, round(self._height(v, peak) * 8)) if v else 0
+            for v in column_maxima(self.times, values, plot_width)
+        ]
+
+    def _waiting_dots(self, values: list[int], peak: int, plot_width: int) -> list[list[int]]:
+        """Braille bits per cell (row 0 at the bottom) tracing ``values`` as a line;
         nothing where nobody waits, with a drop or rise to the axis at either end."""
         height = self.height
         levels = [
             min(height * 4, max(1, int(self._height(v, peak) * 4) + 1)) if v else 0
-            for v in column_maxima(self.times, self.waiting, plot_width)
+            for v in column_maxima(self.times, values, plot_width)
         ]
         grid = [[0] * plot_width for _ in range(height)]
 
@@ -228,17 +246,25 @@ class TimelineChart:
 
     def _legend(self, width: int) -> list[Text]:
         """Series first, then the limits, packed into lines no wider than ``width``."""
+        bursts = self.peak_checked_out != self.checked_out or self.peak_waiting != self.waiting
+        at = " at a sample" if bursts else ""
         entries = [
-            ("█", AREA_STYLE, f"checked out (max {max(self.checked_out)})"),
-            ("⠤⠤", WAITING_STYLE, f"waiting (max {max(self.waiting)})"),
-            *((m.glyph * 2, m.style, m.label) for m in self.markers),
+            ("█", AREA_STYLE, f"checked out{at} (max {max(self.checked_out)})"),
+            ("⠤⠤", WAITING_STYLE, f"waiting{at} (max {max(self.waiting)})"),
         ]
+        if bursts:  # only when something happened between the samples
+            entries += [
+                ("█", PEAK_AREA_STYLE, f"peak between samples (max {max(self.peak_checked_out)})"),
+                ("⠤⠤", PEAK_WAITING_STYLE, f"waiting, peak (max {max(self.peak_waiting)})"),
+            ]
+        series = len(entries)
+        entries += [(m.glyph * 2, m.style, m.label) for m in self.markers]
         lines: list[Text] = []
         for i, (glyph, style, label) in enumerate(entries):
             entry = Text.assemble((glyph, style), f" {label}")
             # the limits start a line of their own
             fits = lines and lines[-1].cell_len + 3 + entry.cell_len <= width
-            if i == 2 or not fits:
+            if i == series or not fits:
                 lines.append(Text(no_wrap=True, overflow="fold"))
             else:
                 lines[-1].append("   ")
@@ -247,16 +273,18 @@ class TimelineChart:
 
 
 def timeline_chart(
-    document_or_run: dict[str, Any], width: int = 72, height: int = 8
+    document_or_run: ResultDocument | RunResult, width: int = 72, height: int = 8
 ) -> RenderableType:
     """The chart of one run, or of every run of a comparison one under another, each
     headed by its variant. ``width`` counts every column, axis labels included."""
-    runs = runs_of(document_or_run)
-    if "runs" not in document_or_run and len(runs) == 1:
+    if isinstance(document_or_run, RunResult):
+        return TimelineChart(document_or_run, width, height)
+    runs = document_or_run.runs
+    if not document_or_run.compared and len(runs) == 1:
         return TimelineChart(runs[0], width, height)
     parts: list[RenderableType] = []
     for run in runs:
-        label = variant_label(run) or str(run.get("run_id") or "")
+        label = run.label(str(run.run_id or ""))
         if parts:
             parts.append(Text())
         parts.append(Text(label, style="bold", no_wrap=True, overflow="ellipsis"))

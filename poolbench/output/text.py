@@ -2,21 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from ..result import Sample
-from ..scenario.model import settings_label
-
-
-def variant_label(name: str | None, settings: Mapping[str, Any] | None, otherwise: str = "") -> str:
-    """How every output names a run of a comparison: the variant's name, else its settings
-    (``pre_ping=True, recycle=1s``), else ``otherwise``."""
-    if name:
-        return str(name)
-    if settings:
-        return settings_label(dict(settings))
-    return otherwise
+from ..result import RunHeader, Sample, Summary
+from ..units import format_duration
 
 
 def ms(value: float | None) -> str:
@@ -35,7 +22,7 @@ def secs(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}s" if value < 10 else f"{value:.1f}s"
 
 
-def server_states(counts: dict[str, int] | None) -> str:
+def states_text(counts: dict[str, int] | None) -> str:
     """``15 (12 idle in transaction, 3 active)`` from a server count."""
     if counts is None:
         return "-"
@@ -59,6 +46,24 @@ def short_server(counts: dict[str, int] | None) -> str:
     return " ".join(parts)
 
 
+def load_line(header: RunHeader) -> str:
+    """``closed loop, 10 workers over 2 processes; 97% well-behaved, 3% leaky; 30s``."""
+    load = header.load
+    groups = load.workload
+    total = sum(g.share for g in groups)
+    if len(groups) > 1:
+        mix = ", ".join(f"{g.share / total:.0%} {g.label}" for g in groups)
+    else:
+        mix = groups[0].label + (" sessions" if not groups[0].task else "")
+    if load.open_loop:
+        model = f"open loop, {load.rate or 0:g}/s, at most {header.concurrency} concurrent"
+    else:
+        model = f"closed loop, {load.workers} workers"
+    fleet = f" over {header.processes} processes" if header.processes > 1 else ""
+    phases = f", {len(load.phases)} phases" if header.phased else ""
+    return f"{model}{fleet}{phases}; {mix}; {format_duration(header.duration_s)}"
+
+
 def capacity_text(capacity: int | None) -> str:
     return "unlimited" if capacity is None else str(capacity)
 
@@ -72,5 +77,19 @@ def plain_progress_line(sample: Sample, capacity: int | None) -> str:
         f"progress: {sample.t_s:.1f} s, checked_out {sample.checked_out}{cap}, "
         f"idle {sample.checked_in}, overflow {sample.overflow}, waiting {sample.waiting}, "
         f"{sample.operations} ops, {sample.timeouts} timeouts, {sample.errors} errors, "
-        f"wait p99 {p99} ms, server {server_states(sample.server_connections)}{stale}"
+        f"wait p99 {p99} ms, server {states_text(sample.server_connections)}{stale}"
+    )
+
+
+def skipped_line(summary: Summary) -> str | None:
+    """Why the scenario's expectations were not checked, when they were not."""
+    if not summary.skipped_expectations:
+        return None
+    n = len(summary.skipped_expectations)
+    because = summary.expectations_skipped_because
+    plural = "s" if n != 1 else ""
+    verb = "does" if n == 1 else "do"
+    return (
+        f"{n} expectation{plural} not checked: {because}, and the scenario's expectations "
+        f"describe it as written ({n} {verb} not hold on the changed one)"
     )

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.resources
+import inspect
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,9 @@ from pydantic import BaseModel, ValidationError
 
 from .. import checks
 from ..errors import ScenarioError, UsageError
+from .limits import max_threads, threads_needed
 from .model import (
+    AppSettings,
     DatabaseSettings,
     EmbeddedSettings,
     Faults,
@@ -35,8 +39,16 @@ from .model import (
     Variant,
     WorkloadGroup,
 )
+from .yamlsafe import compose_and_load, load_value
 
-BUNDLED_DIR = Path(__file__).resolve().parent.parent.parent / "scenarios"
+
+def _bundled_dir() -> Path:
+    """Where the bundled scenarios are: package data (``poolbench/scenarios``), so a wheel
+    finds them as a checkout does (there it is a link to the top-level ``scenarios/``)."""
+    return Path(str(importlib.resources.files("poolbench") / "scenarios")).resolve()
+
+
+BUNDLED_DIR = _bundled_dir()
 
 _SECTIONS: dict[str, type[BaseModel]] = {
     "": Scenario,
@@ -52,6 +64,7 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "keepalive": KeepAlive,
     "fleet": Fleet,
     "embedded": EmbeddedSettings,
+    "app": AppSettings,
 }
 _SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
@@ -84,11 +97,18 @@ def load_scenario(
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(str(name), f"cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ScenarioError(
+            str(name), f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x})", line=line
+        ) from None
     scenario = parse_scenario(text, str(name), overrides, base_dir=path.parent)
+    if overrides:
+        scenario = scenario.changed(*(f"--set {item}" for item in overrides))
     if duration is not None:
         if duration <= 0:
             raise UsageError(f"--duration must be positive, got {duration:g}s")
-        scenario = scenario.with_duration(duration)
+        scenario = scenario.with_duration(duration).changed(f"--duration {duration:g}s")
     return scenario
 
 
@@ -98,8 +118,7 @@ def parse_scenario(
     """Validate scenario ``text``; ``source`` names it in error messages. Tasks
     (``module:function``) are imported from ``base_dir`` (the scenario's folder) first."""
     try:
-        raw = yaml.safe_load(text)
-        root = yaml.compose(text)
+        raw, root = compose_and_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -144,11 +163,14 @@ def parse_scenario(
                     path="" if where else _format_loc(loc),
                     line=None if where else _line_of(root, loc, key=metric not in checks.METRICS),
                 ) from None
+    _check_threads(scenario, source, root, overridden)
+    if scenario.app is not None:
+        _check_app(scenario, source, root, base_dir)
     for index, group in enumerate(scenario.workload):
         if group.task is None:
             continue
         try:
-            import_task(group.task, base_dir)
+            import_task(group.task, base_dir, allow_async=scenario.engine != "sync")
         except (ImportError, AttributeError, TypeError) as exc:
             loc = ("workload", index, "task")
             where = overridden.get(loc)
@@ -161,8 +183,70 @@ def parse_scenario(
     return scenario
 
 
-def import_task(spec: str, base_dir: Path | None = None) -> Callable[..., Any]:
-    """The callable named ``module:function``; the scenario's folder is searched first."""
+def _check_app(
+    scenario: Scenario, source: str, root: yaml.Node | None, base_dir: Path | None
+) -> None:
+    """ScenarioError when the app's engine, setup or teardown cannot be found (importing
+    the app's module runs its import-time code, as the service's own start would)."""
+    from ..app import find_engine, import_object
+
+    app = scenario.app
+    assert app is not None
+    if scenario.fleet.processes > 1:
+        raise ScenarioError(
+            source,
+            "app.engine runs in poolbench's own process; fleet.processes must be 1",
+            path="fleet.processes",
+            line=_line_of(root, ("fleet", "processes")),
+        )
+    for key in ("engine", "setup", "teardown"):
+        spec = getattr(app, key)
+        if spec is None:
+            continue
+        try:
+            find_engine(spec, base_dir) if key == "engine" else import_object(spec, base_dir)
+        except (ImportError, AttributeError, TypeError) as exc:
+            loc = ("app", key)
+            raise ScenarioError(
+                source, str(exc), path=_format_loc(loc), line=_line_of(root, loc)
+            ) from None
+
+
+def _check_threads(
+    scenario: Scenario,
+    source: str,
+    root: yaml.Node | None,
+    overridden: dict[tuple[str | int, ...], str],
+) -> None:
+    """ScenarioError when a process of the run would start more load threads than this
+    machine allows (scenario/limits.py), before a thread is started."""
+    needed, loc = threads_needed(scenario)
+    allowed = max_threads()
+    if needed <= allowed:
+        return
+    processes = scenario.fleet.processes
+    per = f" per process ({processes} processes)" if processes > 1 else ""
+    where = overridden.get(loc)
+    raise ScenarioError(
+        f"--set {where}" if where else source,
+        f"{needed} load threads{per}, but this machine lets poolbench start at most "
+        f"{allowed} (half the least of ulimit -u, kernel.threads-max and kernel.pid_max); "
+        "use fewer, or spread them over fleet.processes",
+        path="" if where else _format_loc(loc),
+        line=None if where else _line_of(root, loc),
+    )
+
+
+def is_async_task(fn: Callable[..., Any]) -> bool:
+    """An ``async def`` (or an async generator, a FastAPI-style dependency)."""
+    return inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
+
+
+def import_task(
+    spec: str, base_dir: Path | None = None, allow_async: bool = True
+) -> Callable[..., Any]:
+    """The callable named ``module:function``; the scenario's folder is searched first.
+    ``allow_async``: an ``async def`` is fine (an async engine awaits it)."""
     module_name, _, attr = spec.partition(":")
     if base_dir is not None:
         folder = str(Path(base_dir).resolve())
@@ -172,7 +256,7 @@ def import_task(spec: str, base_dir: Path | None = None) -> Callable[..., Any]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ImportError(f"cannot import {module_name!r}: {exc}") from None
-    except Exception as exc:  # the module itself raised while importing
+    except (Exception, SystemExit) as exc:  # the module itself raised, or exited, on import
         failure = f"{type(exc).__name__}: {exc}"
         raise ImportError(f"importing {module_name!r} failed: {failure}") from None
     fn = getattr(module, attr, None)
@@ -180,6 +264,12 @@ def import_task(spec: str, base_dir: Path | None = None) -> Callable[..., Any]:
         raise AttributeError(f"{module_name!r} has no {attr!r}")
     if not callable(fn):
         raise TypeError(f"{spec} is not callable")
+    if not allow_async and is_async_task(fn):
+        # Called, it would return a coroutine nobody awaits: requests "succeed" unrun.
+        raise TypeError(
+            f"async tasks need an async engine: {spec} is an async def, and the scenario "
+            "says engine: sync; write it as a plain def or use engine: async"
+        )
     return fn
 
 
@@ -197,7 +287,7 @@ def _parse_override(item: str) -> tuple[tuple[str | int, ...], Any]:
         else:
             path.append(name)
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
+        parsed = load_value(value) if value.strip() else ""
     except yaml.YAMLError:
         parsed = value
     return tuple(path), parsed
@@ -241,9 +331,7 @@ def _explain(
     loc = tuple(error["loc"])
     kind = error["type"]
     message = _message(error, loc)
-    more = exc.error_count() - 1
-    if more:
-        message += f" (and {more} more problem{'s' if more > 1 else ''})"
+    message += _also(exc.errors()[1:], root)
     for path, item in overridden.items():
         if loc[: len(path)] == path:
             return ScenarioError(f"--set {item}", message)
@@ -253,7 +341,19 @@ def _explain(
     return ScenarioError(source, message, path=_format_loc(loc), line=line)
 
 
-def _message(error: dict[str, Any], loc: tuple[Any, ...]) -> str:
+def _also(rest: Sequence[Mapping[str, Any]], root: yaml.Node | None) -> str:
+    """The next problem named (key path, line and message), and how many more there are."""
+    if not rest:
+        return ""
+    loc = tuple(rest[0]["loc"])
+    line = _line_of(root, loc, key=rest[0]["type"] == "extra_forbidden")
+    where = f"{_format_loc(loc)}{f' (line {line})' if line else ''}"
+    others = len(rest) - 1
+    tail = f"; and {others} more problem{'s' if others > 1 else ''}" if others else ""
+    return f"; also {where}: {_message(rest[0], loc)}{tail}"
+
+
+def _message(error: Mapping[str, Any], loc: tuple[Any, ...]) -> str:
     kind = error["type"]
     ctx = error.get("ctx") or {}
     got = _show(error.get("input"))
@@ -307,7 +407,9 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
 
 
 def _show(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**15:
+        return str(value)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return str(int(value))
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return f"{value:g}"
@@ -315,7 +417,8 @@ def _show(value: Any) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return repr(value)
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 def _format_loc(loc: Sequence[Any]) -> str:

@@ -9,15 +9,34 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    model_validator,
+)
 
+from ..db.backends import names as backend_names
+from ..printable import one_line, printable
+from ..result.settings import group_label, pool_capacity, settings_label
 from ..units import format_duration, parse_duration, parse_rate, parse_share
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Rate = Annotated[float, BeforeValidator(parse_rate)]
 Share = Annotated[float, BeforeValidator(parse_share)]
 
+# far beyond any server's max_connections; bounds what a pool may be asked to open
+MAX_CONNECTIONS = 100_000
+
 SessionBehaviour = Literal["closed", "leaky", "unclosed", "leak_on_error"]
+
+
+# text from the file is shown, never obeyed: control characters become escapes (printable.py)
+Name = Annotated[str, AfterValidator(one_line)]
+Text = Annotated[str, AfterValidator(printable)]
 
 
 class _Model(BaseModel):
@@ -37,8 +56,8 @@ class PoolSettings(_Model):
     """The arguments create_engine() passes to the pool, named as SQLAlchemy names them."""
 
     poolclass: Literal["QueuePool", "NullPool"] = "QueuePool"
-    pool_size: int = Field(5, ge=0)
-    max_overflow: int = Field(10, ge=-1)
+    pool_size: int = Field(5, ge=0, le=MAX_CONNECTIONS)
+    max_overflow: int = Field(10, ge=-1, le=MAX_CONNECTIONS)
     pool_timeout: Duration = Field(30.0, ge=0)
     pool_recycle: Annotated[float, BeforeValidator(_recycle)] = -1.0
     pool_pre_ping: bool = False
@@ -48,9 +67,7 @@ class PoolSettings(_Model):
     @property
     def capacity(self) -> int | None:
         """Most connections the pool will hold at once; None when unlimited."""
-        if self.poolclass != "QueuePool" or self.pool_size == 0 or self.max_overflow == -1:
-            return None
-        return self.pool_size + self.max_overflow
+        return pool_capacity(self.poolclass, self.pool_size, self.max_overflow)
 
     def describe(self) -> str:
         """One line in create_engine() terms."""
@@ -124,13 +141,24 @@ class Distribution(_Model):
 Dist = Annotated[Distribution, BeforeValidator(_distribution)]
 
 
+class HttpRequest(_Model):
+    """One request to the app over HTTP (``app.asgi``), instead of a query or a task."""
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
+    path: str = Field(pattern=r"^/")
+    json_body: Any = Field(None, alias="json")
+    headers: dict[str, str] = {}
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
 class WorkloadGroup(_Model):
     """One kind of request, and its share of the traffic."""
 
-    name: str | None = None
+    name: Name | None = None
     share: Share = Field(1.0, gt=0)
     session: SessionBehaviour = "closed"
-    api: Literal["session", "connection", "sessionmaker"] = "session"
+    api: Literal["session", "connection", "sessionmaker", "dependency"] = "session"
     query: str = Field("SELECT 1", min_length=1)
     task: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     hold: Dist = Distribution()
@@ -138,6 +166,13 @@ class WorkloadGroup(_Model):
     think: Dist = Distribution()
     leak_hold: Duration | None = Field(None, gt=0)
     error_rate: float = Field(0.0, ge=0, le=1)
+    http: HttpRequest | None = None  # app.asgi: the request this group sends
+    # CPU-bound work in the handler while it holds the connection (a busy loop): on an
+    # async engine it blocks the one event loop, and every other request with it
+    cpu: Duration = Field(0.0, ge=0)
+    # async engines: the request is cancelled (task.cancel()) this long after it starts,
+    # as an ASGI server does on a client disconnect or a request timeout
+    cancel_after: Dist | None = None
 
     @model_validator(mode="after")
     def _behaviour_options(self) -> WorkloadGroup:
@@ -145,18 +180,20 @@ class WorkloadGroup(_Model):
             raise ValueError("leak_hold applies only to session: leaky or leak_on_error")
         if self.session == "leak_on_error" and self.error_rate == 0:
             raise ValueError("session: leak_on_error needs error_rate > 0 (e.g. 0.05)")
-        if self.api == "sessionmaker":
+        if self.api in ("sessionmaker", "dependency"):
             if self.task is None:
-                raise ValueError("api: sessionmaker needs a task (module:function) to call")
+                raise ValueError(f"api: {self.api} needs a task (module:function) to call")
             if self.session != "closed":
                 raise ValueError(
-                    "with api: sessionmaker the task manages its own sessions; leave session out"
+                    f"with api: {self.api} the task manages its own sessions; leave session out"
                 )
         return self
 
     @property
     def label(self) -> str:
-        return self.name or (self.task.split(":")[1] if self.task else self.session)
+        if self.http is not None and self.name is None:
+            return f"{self.http.method} {self.http.path}"
+        return group_label(self.name, self.task, self.session)
 
 
 class Load(_Model):
@@ -192,7 +229,7 @@ class Load(_Model):
 class Phase(_Model):
     """A stretch of the run with its own worker count or arrival rate."""
 
-    name: str | None = None
+    name: Name | None = None
     duration: Duration = Field(gt=0)
     workers: int | None = Field(None, ge=0)
     rate: Rate | None = Field(None, ge=0)
@@ -253,7 +290,7 @@ class Fleet(_Model):
 class Variant(_Model):
     """One combination to run and compare: overrides, and what it should show."""
 
-    name: str | None = None
+    name: Name | None = None
     set: dict[str, Any] = {}
     expect: dict[str, str] = {}
 
@@ -266,37 +303,64 @@ class Variant(_Model):
         return settings_label(self.set)
 
 
-def settings_label(settings: dict[str, Any]) -> str:
-    """``pre_ping=True, recycle=1s`` from ``{"pool.pool_pre_ping": True, ...}``."""
-    parts = []
-    for key, value in settings.items():
-        name = key.split(".")[-1]
-        name = name.removeprefix("pool_") if name != "pool_size" else name
-        parts.append(f"{name}={value}")
-    return ", ".join(parts)
-
-
 class EmbeddedSettings(_Model):
     """Server settings for the embedded PostgreSQL (ignored for any other server)."""
 
     max_connections: int | None = Field(None, ge=10, le=10_000)
 
 
+# the databases poolbench knows (db/backends), as the values a scenario may require
+BackendName = Literal[backend_names()]  # type: ignore[valid-type]
+
+
 class DatabaseSettings(_Model):
     """Where to connect; --url and POOLBENCH_URL take precedence over ``url``."""
 
     url: str | None = None
-    requires: Literal["postgresql", "mysql"] | None = None
+    requires: BackendName | None = None  # type: ignore[valid-type]
+    # the driver of a URL that names none (postgresql://), and the embedded server's
+    driver: str | None = Field(None, pattern=r"^[A-Za-z_]\w*$")
     embedded: EmbeddedSettings = EmbeddedSettings()
+
+
+Spec = Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]
+
+
+class AppSettings(_Model):
+    """The user's own service: its engine (or sessionmaker), and what to run around the load."""
+
+    engine: Spec  # module:attr of an Engine, AsyncEngine, sessionmaker or async_sessionmaker
+    setup: Spec | None = None  # called once before the load
+    teardown: Spec | None = None  # called once after it
+    # the app's ASGI application: served by uvicorn in a process of its own, driven over HTTP
+    asgi: Spec | None = None
+    # or its WSGI application (Flask): served by a threaded WSGI server, the same way
+    wsgi: Spec | None = None
+
+    @model_validator(mode="after")
+    def _one_server(self) -> AppSettings:
+        if self.asgi is not None and self.wsgi is not None:
+            raise ValueError("give app.asgi or app.wsgi, not both")
+        return self
+
+    @property
+    def served(self) -> str | None:
+        """The app to serve over HTTP (``module:attr``), ASGI or WSGI; None for none."""
+        return self.asgi or self.wsgi
 
 
 class Scenario(_Model):
     """A whole scenario file, validated."""
 
-    name: str = Field(min_length=1)
-    description: str = ""
+    name: Name = Field(min_length=1)
+    description: Text = ""
     database: DatabaseSettings = DatabaseSettings()
+    # create_engine or create_async_engine; by default the URL's driver decides (an async
+    # driver gets an AsyncEngine), and a driver that does both (psycopg) can be forced
+    engine: Literal["async", "sync"] | None = None
     pool: PoolSettings = PoolSettings()
+    # the user's own engine: measured as found; pool keys given here override its settings
+    app: AppSettings | None = None
     workload: list[WorkloadGroup] = Field(min_length=1)
     load: Load
     duration: Duration | None = Field(None, gt=0)
@@ -308,6 +372,9 @@ class Scenario(_Model):
     fleet: Fleet = Fleet()
     prefill: bool = False  # open pool_size connections before measuring (a warmed-up service)
     leak_detection: Duration | None = Field(None, gt=0)
+    # leak_detection: {threshold: 2s, skip: [...]}: more code to pass over when naming a
+    # leak's site (path fragments or module names), beside site-packages and the stdlib
+    leak_skip: list[Name] = []
     variants: list[Variant] = []
     thresholds: dict[str, str] = {}
     expect: dict[str, str] = {}
@@ -317,7 +384,33 @@ class Scenario(_Model):
     def _single_group(cls, data: Any) -> Any:
         if isinstance(data, dict) and isinstance(data.get("workload"), dict):
             data = {**data, "workload": [data["workload"]]}
+        if isinstance(data, dict) and isinstance(data.get("leak_detection"), dict):
+            detection = dict(data["leak_detection"])
+            unknown = set(detection) - {"threshold", "skip"}
+            if unknown or "threshold" not in detection:
+                raise ValueError(
+                    "leak_detection takes a duration (2s) or {threshold: 2s, skip: [...]}"
+                )
+            skip = detection.get("skip") or []
+            data = {**data, "leak_detection": detection["threshold"], "leak_skip": skip}
         return data
+
+    @model_validator(mode="after")
+    def _http(self) -> Scenario:
+        asgi = self.app is not None and self.app.served is not None
+        for group in self.workload:
+            if group.http is not None and not asgi:
+                raise ValueError(
+                    "workload groups with http need app.asgi or app.wsgi (the app to send to)"
+                )
+            if group.http is None and asgi:
+                raise ValueError(
+                    "with app.asgi or app.wsgi every workload group sends an http request "
+                    "(http: {method: GET, path: /items/1})"
+                )
+            if group.http is not None and group.task is not None:
+                raise ValueError("a group sends an http request or runs a task, not both")
+        return self
 
     @model_validator(mode="after")
     def _timing(self) -> Scenario:
@@ -339,7 +432,8 @@ class Scenario(_Model):
                     )
         elif self.duration is None:
             raise ValueError("give duration (e.g. 30s) or phases")
-        for fault in [*self.faults.kill, *self.faults.restart]:
+        faults: list[Kill | Restart] = [*self.faults.kill, *self.faults.restart]
+        for fault in faults:
             if fault.at >= self.total_duration:
                 raise ValueError(
                     f"a fault at {format_duration(fault.at)} is after the run ends "
@@ -374,6 +468,20 @@ class Scenario(_Model):
             )
             for i, p in enumerate(self.phases)
         ]
+
+    # how the user changed the scenario as written (--set, --duration, --vary); its
+    # expectations describe it as written, so they are not checked on a changed one
+    _changed_by: tuple[str, ...] = PrivateAttr(default=())
+
+    @property
+    def changed_by(self) -> tuple[str, ...]:
+        return self._changed_by
+
+    def changed(self, *by: str) -> Scenario:
+        """This scenario, marked as changed from the file by ``by`` (e.g. ``--set k=v``)."""
+        copy = self.model_copy()
+        copy._changed_by = (*self._changed_by, *by)
+        return copy
 
     def with_duration(self, seconds: float) -> Scenario:
         """The same scenario over ``seconds``; phases and fault times scale in proportion."""

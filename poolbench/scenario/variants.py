@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from ..errors import ScenarioError, UsageError
 from .loader import _apply, _format_loc, _message, _parse_override
 from .model import Faults, Load, PoolSettings, Scenario, Variant
+from .yamlsafe import load_value
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def parse_vary(flags: Sequence[str]) -> list[Variant]:
         parsed = []
         for text in values.split(","):
             try:
-                parsed.append((full, yaml.safe_load(text.strip())))
+                parsed.append((full, load_value(text.strip())))
             except yaml.YAMLError:
                 parsed.append((full, text.strip()))
         axes.append(parsed)
@@ -70,14 +71,16 @@ def plan(scenario: Scenario, vary: Sequence[str] = ()) -> list[PlannedRun]:
     runs = []
     for index, variant in enumerate(variants):
         source = "--vary" if vary else f"variants[{index}]"
-        runs.append(
-            PlannedRun(variant.label, dict(variant.set), _apply_variant(scenario, variant, source))
-        )
+        applied = _apply_variant(scenario, variant, source).changed(*scenario.changed_by)
+        if vary:  # variants the user made up, not the file's own
+            applied = applied.changed(f"--vary {variant.label}")
+        runs.append(PlannedRun(variant.label, dict(variant.set), applied))
     return runs
 
 
 def _apply_variant(scenario: Scenario, variant: Variant, source: str) -> Scenario:
-    raw = scenario.model_dump(mode="json", exclude={"variants"})
+    # only what was written: an app's pool keeps the settings the scenario does not name
+    raw = scenario.model_dump(mode="json", exclude={"variants"}, exclude_unset=True)
     for key, value in variant.set.items():
         path, _ = _parse_override(f"{key}=")
         _apply(raw, path, value, f"{key}={value}")

@@ -219,7 +219,7 @@ def smallest_pool(
             continue
         if any(_quantile(p_wait, c, a, hold, q) * 1000 > ms for q, ms in quantiles.items()):
             continue
-        if timeout_s is not None:
+        if timeout_s is not None and max_timeout_probability is not None:
             p_timeout = _tail(p_wait, c, a, hold, timeout_s)
             if p_timeout > max_timeout_probability:
                 continue

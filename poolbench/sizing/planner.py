@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .. import errors
-from ..engine.runner import Observer, RunOptions, run_scenario
-from ..result import SCHEMA_VERSION, RunResult
+from .. import checks, errors
+from ..engine.runner import RunOptions, run_scenario
+from ..result import RunResult
+from ..result.observer import Observer
+from ..result.sizing import Measured, Prediction, Recommendation, SizingResult, Trial
 from ..scenario.model import Scenario
 from . import erlang
 
@@ -62,94 +63,17 @@ def parse_slos(items: list[str] | tuple[str, ...]) -> dict[str, float]:
     return slos
 
 
-@dataclass
-class Measured:
-    """What a trial measured, in the terms the model predicts."""
-
-    wait_probability: float | None
-    checkout_wait_p50_ms: float | None
-    checkout_wait_p90_ms: float | None
-    checkout_wait_p99_ms: float | None
-    timeouts: int
-    errors: int
-    error_rate: float
-    throughput_ops_s: float
-    dropped_arrivals: int
-    connects: int
-
-
-@dataclass
-class Trial:
-    """One measured pool size, beside the model's prediction."""
-
-    role: str  # "steady" or "peak"
-    pool_size: int
-    max_overflow: int
-    rate_per_s: float
-    predicted: dict[str, Any]
-    measured: Measured
-    slo_met: bool
-    failed: list[str]
-    run_id: str
-
-
-@dataclass
-class Recommendation:
-    pool_size: int
-    max_overflow: int
-    pool_timeout_s: float
-    processes: int
-    fleet_connections: int
-    available_connections: int | None
-    fits_server: bool | None
-    create_engine: str
-    notes: list[str] = field(default_factory=list)
-    measured_minimum: int | None = None  # the smallest size a trial found meeting the SLO
-    model_minimum: int | None = None  # the smallest size Erlang C says meets it
-
-
-@dataclass
-class SizingResult:
-    """Everything ``poolbench size`` did, as written to --json."""
-
-    scenario: str
-    slo: dict[str, float]
-    processes: int
-    rate_per_s: float
-    declared_rate_per_s: float
-    peak_rate_per_s: float | None
-    mean_hold_ms: float
-    hold_p99_ms: float | None
-    offered_load: float
-    predictions: list[dict[str, Any]]
-    trials: list[Trial]
-    recommendation: Recommendation
-    runs: list[RunResult]
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["runs"] = [r.to_dict() for r in self.runs]
-        return {"schema_version": SCHEMA_VERSION, "kind": "size", **data}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SizingResult:
-        """A sizing result read back from its JSON form (``poolbench report``)."""
-        fields = {k: v for k, v in data.items() if k not in ("schema_version", "kind")}
-        fields["trials"] = [
-            Trial(**{**t, "measured": Measured(**t["measured"])}) for t in data["trials"]
-        ]
-        fields["recommendation"] = Recommendation(**data["recommendation"])
-        fields["runs"] = [RunResult.from_dict(r) for r in data["runs"]]
-        return cls(**fields)
+def _prediction(model: erlang.Prediction, meets_slo: bool | None = None) -> Prediction:
+    return Prediction.from_dict({**model.to_dict(), "meets_slo": meets_slo})
 
 
 def measured_of(result: RunResult) -> Measured:
     s = result.summary
     return Measured(
-        wait_probability=s.wait_probability,
-        checkout_wait_p50_ms=s.checkout_wait_ms.p50,
-        checkout_wait_p90_ms=s.checkout_wait_ms.p90,
-        checkout_wait_p99_ms=s.checkout_wait_ms.p99,
+        wait_probability=s.latencies.wait_probability,
+        checkout_wait_p50_ms=s.latencies.checkout_wait_ms.p50,
+        checkout_wait_p90_ms=s.latencies.checkout_wait_ms.p90,
+        checkout_wait_p99_ms=s.latencies.checkout_wait_ms.p99,
         timeouts=s.timeouts,
         errors=s.error_count,
         error_rate=round(s.error_count / s.operations, 5) if s.operations else 0.0,
@@ -167,6 +91,16 @@ def slo_failures(measured: Measured, slos: dict[str, float]) -> list[str]:
             failed.append(f"{figure} {value if value is not None else 'not measured'} > {limit:g}")
     if measured.dropped_arrivals:
         failed.append(f"{measured.dropped_arrivals} arrivals dropped (max_concurrency reached)")
+    return failed
+
+
+def trial_failures(result: RunResult, measured: Measured, slos: dict[str, float]) -> list[str]:
+    """Why a trial does not count as meeting the SLO: the SLOs it missed, and requests
+    that failed with errors the scenario did not set out to cause."""
+    failed = slo_failures(measured, slos)
+    work = checks.failure_line(result.summary)
+    if work:
+        failed.append(work)
     return failed
 
 
@@ -290,7 +224,7 @@ class Planner:
         calibration = self._run("calibration", big, 0, self.calibration_s, prefill=False)
         cs = calibration.summary
         rate = cs.operations / cs.duration_s if cs.duration_s else declared
-        hold_s = (cs.hold_ms.mean or 0.0) / 1000.0
+        hold_s = (cs.latencies.hold_ms.mean or 0.0) / 1000.0
         if not hold_s or not rate:
             raise errors.PoolbenchError("the calibration run measured no requests")
         rate_pp = rate / per
@@ -304,7 +238,7 @@ class Planner:
         c_model = smallest_by_model(self.slos, a, hold_s, timeout_s)
         top = max(c_model + 3, math.ceil(a) + 4)
         predictions = [
-            {**erlang.predict(c, rate_pp, hold_s, timeout_s).to_dict(), "meets_slo": c >= c_model}
+            _prediction(erlang.predict(c, rate_pp, hold_s, timeout_s), meets_slo=c >= c_model)
             for c in range(max(1, math.floor(a)), top + 1)
         ]
         # 3. measure: bisection around the model's answer
@@ -314,8 +248,8 @@ class Planner:
             if c not in trials:
                 result = self._run(f"pool_size={c}", c, 0, self.trial_s, rate=declared)
                 measured = measured_of(result)
-                failed = slo_failures(measured, self.slos)
-                pred = erlang.predict(c, rate_pp, hold_s, timeout_s).to_dict()
+                failed = trial_failures(result, measured, self.slos)
+                pred = _prediction(erlang.predict(c, rate_pp, hold_s, timeout_s))
                 trials[c] = Trial(
                     "steady", c, 0, declared, pred, measured, not failed, failed, result.run_id
                 )
@@ -323,29 +257,31 @@ class Planner:
                 self.report(f"trial pool_size={c}: {verdict}")
             return trials[c]
 
-        measured_best = self._search(trial, c_model, max(0, math.floor(a)))
+        measured_best, refusal = self._search(trial, c_model, max(0, math.floor(a)))
         # A short trial can be lucky; the model is the long run. Where the measurement is
         # worse than the model (connect time, the GIL, unfair wake-ups) it decides; where it
         # is better, the model does: recommend a size both say meets the SLO.
-        best = max(measured_best, c_model)
-        if best > measured_best:
+        best = max(measured_best or 0, c_model)
+        if measured_best is not None and best > measured_best:
             self.report(
                 f"pool_size={measured_best} met the SLO in its trial, the model needs {best}: "
                 f"recommending {best}"
             )
+        if best in trials and not trials[best].slo_met:  # never recommend a failed trial
+            refusal = refusal or f"pool_size={best} missed the SLO in its own trial"
         # 4. recommend
         peak = s.load.peak_rate
         overflow = 0
         steps = list(trials.values())
-        if peak:
+        if peak and refusal is None:
             peak_pp = peak / per
             a_peak = erlang.offered_load(peak_pp, hold_s)
             c_peak = max(best, smallest_by_model(self.slos, a_peak, hold_s, timeout_s))
             overflow = c_peak - best
             result = self._run(f"peak {peak:g}/s", best, overflow, self.trial_s, rate=peak)
             measured = measured_of(result)
-            failed = slo_failures(measured, self.slos)
-            pred = erlang.predict(c_peak, peak_pp, hold_s, timeout_s).to_dict()
+            failed = trial_failures(result, measured, self.slos)
+            pred = _prediction(erlang.predict(c_peak, peak_pp, hold_s, timeout_s))
             steps.append(
                 Trial(
                     "peak", best, overflow, peak, pred, measured, not failed, failed, result.run_id
@@ -353,9 +289,17 @@ class Planner:
             )
             verdict = "meets the SLO" if not failed else "misses: " + "; ".join(failed)
             self.report(f"peak trial pool_size={best}, max_overflow={overflow}: {verdict}")
-        recommendation = self._recommend(best, overflow, hold_s, peak or rate, calibration)
-        recommendation.measured_minimum = measured_best
-        recommendation.model_minimum = c_model
+            if failed:
+                refusal = (
+                    f"the peak trial (pool_size={best}, max_overflow={overflow}, {peak:g}/s) "
+                    f"missed the SLO: {'; '.join(failed)}; nothing tried meets it at the peak "
+                    "rate (try a larger max_overflow with poolbench run, or a looser SLO)"
+                )
+        recommendation = None
+        if refusal is None:
+            recommendation = self._recommend(best, overflow, hold_s, peak or rate, calibration)
+            recommendation.measured_minimum = measured_best
+            recommendation.model_minimum = c_model
         return SizingResult(
             scenario=s.name,
             slo=dict(self.slos),
@@ -364,17 +308,21 @@ class Planner:
             declared_rate_per_s=declared,
             peak_rate_per_s=peak,
             mean_hold_ms=round(hold_s * 1000, 3),
-            hold_p99_ms=cs.hold_ms.p99,
+            hold_p99_ms=cs.latencies.hold_ms.p99,
             offered_load=round(a, 4),
             predictions=predictions,
             trials=sorted(steps, key=lambda t: (t.role != "steady", t.pool_size)),
             recommendation=recommendation,
             runs=self.runs,
+            no_recommendation=refusal,
         )
 
-    def _search(self, trial: Callable[[int], Trial], start: int, floor_c: int) -> int:
+    def _search(
+        self, trial: Callable[[int], Trial], start: int, floor_c: int
+    ) -> tuple[int | None, str | None]:
         """The smallest measured size meeting the SLO, assuming more connections never
-        hurt: bisection below the model's answer when it holds, doubling above when not."""
+        hurt: bisection below the model's answer when it holds, doubling above when not.
+        ``(None, why)`` when no size tried met it."""
         good = None
         bad = floor_c  # at or below the offered load the queue grows without bound
         c = max(start, bad + 1)
@@ -385,10 +333,10 @@ class Planner:
             else:
                 bad = c
                 if c >= limit:
-                    raise errors.PoolbenchError(
+                    return None, (
                         f"no pool up to {c} connections met the SLO in a trial, while the "
                         f"model says {start} suffice: the wait is not the pool's (see the "
-                        "trials: connect time, a saturated CPU, a slow server)"
+                        "trials: connect time, a saturated CPU, a slow server, failing work)"
                     )
                 c = min(limit, c * 2)
         while good - bad > 1:
@@ -397,7 +345,7 @@ class Planner:
                 good = mid
             else:
                 bad = mid
-        return good
+        return good, None
 
     def _recommend(
         self, pool_size: int, overflow: int, hold_s: float, top_rate: float, calibration: RunResult

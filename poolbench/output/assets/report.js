@@ -58,6 +58,16 @@
         { label: "overflow", values: s.overflow, stroke: C.overflow },
         { label: "waiting", values: s.waiting, stroke: C.waiting, width: 2 },
       ];
+      // The interval's exact peaks (kept at every pool event): a burst between two
+      // samples shows here while the instant values above read 0.
+      if (s.peak_checked_out) {
+        list.push({ label: "checked out, peak", values: s.peak_checked_out, stroke: C.out,
+          dash: [2, 3] });
+      }
+      if (s.peak_waiting) {
+        list.push({ label: "waiting, peak", values: s.peak_waiting, stroke: C.waiting,
+          dash: [2, 3] });
+      }
       // Connections the pool still counts (idle, mostly) that the server already closed.
       if (s.stale) {
         list.push({ label: "stale", values: s.stale, stroke: C.stale, width: 2, dash: [4, 2] });
