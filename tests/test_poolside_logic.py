@@ -427,3 +427,40 @@ def test_share_of_divides_the_rate_and_keeps_the_rest():
     part = share_of(phase, (2, 3))
     assert (part.rate, part.workers, part.name, part.duration) == (30, None, "burst", 5)
     assert share_of(phase, (0, 1)) is phase
+
+
+def test_garbage_is_collected_on_the_event_loops_thread_only():
+    """A dropped AsyncSession's connection is terminated where the collection runs: with a
+    loop running, cycles made and dropped by another thread are reclaimed on the loop."""
+    import gc
+    import threading
+    import time
+
+    from poolbench.engine.async_load import EventLoopThread
+
+    seen: list[str] = []
+
+    class Cycle:
+        def __init__(self) -> None:
+            self.me = self
+
+        def __del__(self) -> None:
+            seen.append(threading.current_thread().name)
+
+    was_enabled = gc.isenabled()
+    gc.enable()
+    gc.collect()
+    loop = EventLoopThread("test-loop")
+    try:
+        assert not gc.isenabled()
+        for _ in range(5000):  # enough cycles to pass the youngest generation's threshold
+            Cycle()
+        deadline = time.monotonic() + 5
+        while len(seen) < 4000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        loop.stop()
+    assert gc.isenabled()
+    if not was_enabled:
+        gc.disable()
+    assert len(seen) >= 4000 and set(seen) == {"test-loop"}

@@ -16,6 +16,7 @@ handed to the loop (``run_coroutine_threadsafe``) or read from plain attributes.
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import threading
 from collections.abc import Coroutine, Sequence
@@ -31,17 +32,80 @@ T = TypeVar("T")
 CALL_TIMEOUT_S = 30.0  # a call into the loop that takes longer has hung
 
 
+GC_TICK_S = 0.005  # how often the loop looks whether a collection is due
+
+
+class LoopCollector:
+    """Python's cyclic garbage collector, run on the event loop's thread only.
+
+    A dropped ``AsyncSession`` is reclaimed by the collector, and SQLAlchemy then
+    terminates its connection right where the collection runs. Left automatic, the
+    collection runs in whichever thread happens to allocate: poolbench's sampler and
+    server-view threads as often as the loop. An async driver's connection terminated from
+    a foreign thread corrupts the loop's state: asyncpg then fails requests that never
+    touched the dropped session ("another operation is in progress", "cannot use
+    Connection.transaction() in a manually started transaction"), errors an app with one
+    loop thread does not have. So while a loop runs, automatic collection is off and the
+    loop collects the generation the interpreter would have, when it would have (its
+    allocation counts against its thresholds), every ``GC_TICK_S``."""
+
+    _lock = threading.Lock()
+    _users = 0
+    _was_enabled = True
+
+    @classmethod
+    def acquire(cls) -> None:
+        with cls._lock:
+            if cls._users == 0:
+                cls._was_enabled = gc.isenabled()
+                gc.disable()
+            cls._users += 1
+
+    @classmethod
+    def release(cls) -> None:
+        with cls._lock:
+            cls._users -= 1
+            if cls._users == 0 and cls._was_enabled:
+                gc.enable()
+
+    @staticmethod
+    def due() -> int | None:
+        """The oldest generation whose allocation count passed its threshold, if any."""
+        counts, thresholds = gc.get_count(), gc.get_threshold()
+        for generation in (2, 1, 0):
+            if thresholds[generation] and counts[generation] > thresholds[generation]:
+                return generation
+        return None
+
+    @classmethod
+    def tick(cls, loop: asyncio.AbstractEventLoop) -> None:
+        if not cls._was_enabled:
+            return  # the user turned the collector off: so do we
+        generation = cls.due()
+        if generation is not None:
+            gc.collect(generation)
+        loop.call_later(GC_TICK_S, cls.tick, loop)
+
+
 class EventLoopThread:
-    """An event loop running in a daemon thread; other threads hand it coroutines."""
+    """An event loop running in a daemon thread; other threads hand it coroutines.
+
+    While it runs, the cyclic garbage collector runs on this thread only
+    (:class:`LoopCollector`)."""
 
     def __init__(self, name: str = "poolbench-loop") -> None:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        LoopCollector.acquire()
         self._thread.start()
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
+        self.loop.call_soon(LoopCollector.tick, self.loop)
+        try:
+            self.loop.run_forever()
+        finally:
+            LoopCollector.release()
 
     @property
     def running(self) -> bool:
@@ -66,6 +130,10 @@ class EventLoopThread:
         self._thread.join(5.0)
         if not self._thread.is_alive():
             self.loop.close()
+
+
+async def _collect() -> None:
+    gc.collect()
 
 
 async def _cancel_all() -> None:
@@ -191,6 +259,11 @@ class AsyncDriver:
                 self._thread.call(self._dispose())
             finally:
                 self._thread.stop()
+
+    def collect_garbage(self) -> None:
+        """Reclaim sessions dropped without ``close()``, on the loop (:class:`LoopCollector`)."""
+        if self._thread.running:
+            self._thread.call(_collect())
 
     async def _dispose(self) -> None:
         for task in list(self._tasks):

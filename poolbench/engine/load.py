@@ -18,6 +18,7 @@ brings its own driver; the measuring stays the same.
 from __future__ import annotations
 
 import bisect
+import gc
 import queue
 import random
 import threading
@@ -138,6 +139,10 @@ class _Driver:
     def dispose(self) -> None:
         """Close the engine's pooled connections (from any thread)."""
         self.executor.engine.dispose()
+
+    def collect_garbage(self) -> None:
+        """Reclaim sessions dropped without ``close()``: their connections go back."""
+        gc.collect()
 
     def wake(self) -> None:
         """Let threads see that ``stop`` is set."""

@@ -16,7 +16,6 @@ same PoolSide either way.
 
 from __future__ import annotations
 
-import gc
 import importlib.util
 import threading
 from collections.abc import Callable
@@ -91,6 +90,7 @@ class LoadDriver(Protocol):
     def halt(self) -> None: ...
     def join(self, timeout: float) -> int: ...
     def dispose(self) -> None: ...
+    def collect_garbage(self) -> None: ...  # where the load's connections may be touched
 
 
 class Measures:
@@ -292,7 +292,7 @@ class PoolSide:
             held = m.watch.state().checked_out  # the keep-alive has stopped: not its
             for _ in range(max(0, held - (self._stragglers - waiting))):
                 m.recorder.note_leak()
-        gc.collect()  # returns connections of sessions dropped without close()
+        self.driver.collect_garbage()  # returns connections of sessions dropped unclosed
         if m.held is not None and not self._stragglers:
             self._close_held(m.held)  # the user's code still holds them: 0 connections left
         self.driver.dispose()
