@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import textwrap
 
 import pytest
@@ -87,7 +88,12 @@ def test_a_leaky_get_db_dies_with_the_pools_timeout_over_http(tmp_path, pg_url, 
     assert site.created.endswith(f"{module}.py:{_line('# CREATED')} in get_db")
     notes = "\n".join(result.notes)
     assert "pool TimeoutErrors, seen at the pool" in notes
-    assert "200 ×3" in notes
+    # each of the 3 connections served one request before get_db kept it; the app's own
+    # cyclic collector may hand one back mid-run (a Session sits in reference cycles), and
+    # then it serves one more: at least 3, and every 500 was the pool's TimeoutError
+    served = re.search(r"200 ×(\d+), 500 ×(\d+) \((\d+) pool TimeoutErrors", notes)
+    assert served is not None, notes
+    assert int(served[1]) >= 3 and served[2] == served[3], notes
     assert "of 40 tokens" in notes and "threadpool is larger than the pool" in notes
     assert s.server.connections_at_exit == 0
 
