@@ -53,7 +53,7 @@ def main() -> None:
     elif mode == "poolbench":
         run = side.driver.executor.run
         for i in range(n):
-            run(worker, picker.pick(worker.rng))  # what a closed-loop worker does
+            run(worker, picker.only or picker.pick(worker.rng))  # as a closed-loop worker
             if i % 1000 == 999:
                 side.read()  # the sampler folds the records in
         side.read()

@@ -229,3 +229,28 @@ def test_the_diagnosis_says_what_the_server_showed_of_leaked_sessions(pg_url, my
     on_mysql = " ".join(diagnose(run_yaml(LEAKY, mysql_url)))
     assert "idle in transaction" not in on_mysql.replace("not idle in transaction", "")
     assert "plain idle connections (up to 3)" in on_mysql
+
+
+def test_the_checked_out_peak_is_kept_by_the_executor_or_a_listener(pg_url):
+    """Where poolbench's requests are the pool's only checkouts the executor reads the
+    count after each one (no event on every request's path); code of the user's (a task)
+    or keep-alive pings check out connections poolbench does not see: then a listener."""
+    from sqlalchemy import event
+
+    from poolbench.engine.poolside import build_pool_side
+
+    url = sa.make_url(pg_url)
+    plain = parse_scenario(BURST, "burst")
+    side = build_pool_side(plain, url, backend_for(url), "t", lambda t: t)
+    try:
+        assert side.driver.executor.checkout_peak is side.measures.watch.peak_checked_out
+        assert not event.contains(side.engine, "checkout", side.measures.watch._on_checkout_peak)
+    finally:
+        side.close()
+    pinged = parse_scenario(BURST + "keepalive: {every: 1s}\n", "burst")
+    side = build_pool_side(pinged, url, backend_for(url), "t", lambda t: t)
+    try:
+        assert side.driver.executor.checkout_peak is None
+        assert event.contains(side.engine, "checkout", side.measures.watch._on_checkout_peak)
+    finally:
+        side.close()

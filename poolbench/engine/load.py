@@ -44,10 +44,12 @@ class GroupPicker:
             total += plan.group.share
             self._cumulative.append(total)
         self._total = total
+        # one group: the plan every request runs, read by the drivers without a call
+        self.only = self.plans[0] if len(self.plans) == 1 else None
 
     def pick(self, rng: random.Random) -> GroupPlan:
-        if len(self.plans) == 1:
-            return self.plans[0]
+        if self.only is not None:
+            return self.only
         index = bisect.bisect_right(self._cumulative, rng.random() * self._total)
         return self.plans[min(index, len(self.plans) - 1)]
 
@@ -77,7 +79,8 @@ class _Driver:
         thread.start()
 
     def _serve(self, worker: Worker) -> GroupPlan:
-        plan = self.picker.pick(worker.rng)
+        picker = self.picker
+        plan = picker.only or picker.pick(worker.rng)
         try:
             self.executor.run(worker, plan)
         except BaseException as exc:  # never let a worker thread die silently

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine
+from sqlalchemy.pool import QueuePool
+from sqlalchemy.util import queue as sqla_queue
 
 from .. import errors
 from ..db.backends import Backend
@@ -106,11 +108,17 @@ class Measures:
         leaks: LeakRegistry,
         server_id: Callable[[Any], int | None],
         on_first_timeout: Callable[[float, str], None] | None = None,
+        count_checkouts: bool = True,
     ) -> None:
         track_idle = any(k.which == "idle" for k in scenario.faults.kill)
         track_gc = any(g.session == "unclosed" for g in scenario.workload)
         self.watch = PoolWatch(
-            engine, scenario.pool, server_id, track_idle=track_idle, track_gc=track_gc
+            engine,
+            scenario.pool,
+            server_id,
+            track_idle=track_idle,
+            track_gc=track_gc,
+            count_checkouts=count_checkouts,
         )
         self.recorder = recorder
         self.leaks = leaks
@@ -396,6 +404,20 @@ def engine_kind(scenario: Scenario, backend: Backend) -> str:
     return kind
 
 
+def only_own_checkouts(scenario: Scenario, engine: Engine) -> bool:
+    """Whether every checkout of ``engine``'s pool is one of poolbench's requests, on a
+    QueuePool whose count the executor can read: no task or app code that may check out
+    connections of its own, no keep-alive pings. Then the executor keeps the checked-out
+    peak after each checkout, with no ``checkout`` listener on every request's path."""
+    pool = engine.pool
+    return (
+        isinstance(pool, QueuePool)
+        and type(pool._pool) is sqla_queue.Queue
+        and scenario.keepalive is None
+        and all(g.task is None and g.http is None for g in scenario.workload)
+    )
+
+
 def build_pool_side(
     scenario: Scenario,
     url: URL,
@@ -433,6 +455,7 @@ def build_pool_side(
         engine = engine_factory(url, scenario.pool, connect_args)
     if scenario.faults.server_idle_timeout:
         install_idle_timeout(engine, backend, scenario.faults.server_idle_timeout)
+    executor_counts = not is_async and app is None and only_own_checkouts(scenario, engine)
     measures = Measures(
         scenario,
         engine,
@@ -440,6 +463,7 @@ def build_pool_side(
         LeakRegistry(),
         backend.driver.server_id,
         on_first_timeout,
+        count_checkouts=not executor_counts,
     )
     if is_async:
         from .async_side import async_load_parts
@@ -466,6 +490,8 @@ def build_pool_side(
         scrub,
         measures.first_timeout,
     )
+    if executor_counts:
+        executor.checkout_peak = measures.watch.peak_checked_out
     if app is not None:
         executor.Session = app.factory  # the app's own Session class (SQLModel's too)
     executor.http = http

@@ -79,6 +79,11 @@ class GroupPlan:
     cancel_after: Callable[[random.Random], float] | None = None  # async engines
     returns_rows: bool | None = None  # learnt from the first result
 
+    def __post_init__(self) -> None:
+        # flags the hot path (RequestExecutor.run) tests once instead of one by one
+        self.not_driven = self.sends_http or self.own_sessions
+        self.extras = bool(self.cpu or self.has_hold or self.error_rate)
+
     @classmethod
     def build(cls, index: int, group: WorkloadGroup, backend: Backend) -> GroupPlan:
         sleep_sql = None
@@ -263,6 +268,9 @@ class RequestExecutor(RecordsFailures):
         self.timer: CheckoutTimer | None = None
         self.http: Any = None  # app/http_load.py's HttpLoad, for groups with http:
         self.waiting = Peak()  # callers in checkout now, and their peak (engine/peaks.py)
+        # the pool's checked-out peak, read here after each checkout where poolbench's
+        # requests are the pool's only checkouts (else None: a checkout listener keeps it)
+        self.checkout_peak: Peak | None = None
         self._append = recorder.append  # Recorder.finished, without a call of ours
         # set with ``stop`` when the run ends (PoolSide.stop_load): a plain attribute is
         # cheaper to test on every request than Event.is_set(); ``stop`` stays for waits
@@ -271,11 +279,11 @@ class RequestExecutor(RecordsFailures):
     def run(self, worker: Worker, plan: GroupPlan) -> None:
         # The hot path: every line here is paid by every request, so flags are read from
         # the plan rather than recomputed (see make bench for what this costs).
-        if plan.sends_http:
-            self.http.run(self, plan)
-            return
-        if plan.own_sessions:
-            self._run_own_sessions(plan, worker)
+        if plan.not_driven:  # the request's checkouts are not poolbench's to make
+            if plan.sends_http:
+                self.http.run(self, plan)
+            else:
+                self._run_own_sessions(plan, worker)
             return
         if plan.uses_session:
             holder: Any = self.Session()
@@ -306,53 +314,65 @@ class RequestExecutor(RecordsFailures):
         worker.in_checkout = False
         waiting.now -= 1
         t1 = perf_counter()
+        peak = self.checkout_peak
+        if peak is not None:  # QueuePool.checkedout() from its fields, as the listener does
+            pool: Any = self.engine.pool
+            q = pool._pool
+            n = q.maxsize - len(q.queue) + pool._overflow
+            if n > peak.peak:
+                peak.note(n)
         if holder is None:
-            holder = conn
+            holder = conn  # what the request runs on, and gives back: a Session or this
         if self.halted:  # the connection came from the shutdown's release
             _close_quietly(holder)
             return
 
-        failure: BaseException | None = None
         try:
-            executor = holder if plan.uses_session else conn
+            executor = holder
             if plan.task is not None:
                 plan.task(executor)
             else:
                 result = executor.execute(plan.query)
-                if plan.returns_rows is None:
-                    plan.returns_rows = result.returns_rows
-                if plan.returns_rows:
+                rows = plan.returns_rows
+                if rows:
                     result.all()
-            if plan.cpu:
-                burn(plan.cpu)
-            if plan.has_hold:
-                seconds = plan.hold(worker.rng)
-                if plan.sleep_sql is not None:
-                    executor.execute(plan.sleep_sql, {"seconds": seconds}).all()
-                elif self.stop.wait(seconds):
-                    _close_quietly(holder)
-                    return
-            if plan.error_rate and worker.rng.random() < plan.error_rate:
-                raise InjectedError(f"injected application error in group {plan.group.label!r}")
+                elif rows is None:  # the first request learns it
+                    plan.returns_rows = result.returns_rows
+                    if plan.returns_rows:
+                        result.all()
+            if plan.extras:  # cpu, a hold or injected errors
+                if plan.cpu:
+                    burn(plan.cpu)
+                if plan.has_hold:
+                    seconds = plan.hold(worker.rng)
+                    if plan.sleep_sql is not None:
+                        executor.execute(plan.sleep_sql, {"seconds": seconds}).all()
+                    elif self.stop.wait(seconds):
+                        _close_quietly(holder)
+                        return
+                if plan.error_rate and worker.rng.random() < plan.error_rate:
+                    raise InjectedError(f"injected application error in group {plan.group.label!r}")
         except BaseException as exc:  # SystemExit from a task too: an error of this request
             # Drop the traceback: it references this frame, and with it the session,
             # which would otherwise live on until the cyclic garbage collector runs.
             failure = exc.with_traceback(None)
-        if failure is None and plan.closes:
+            leaked = self._release(plan, holder, conn, True)
+            if not self.halted:
+                self._failed(plan, failure, t1 - t0, perf_counter() - t1, leaked)
+            return
+        if plan.closes:
             try:  # the common case, inline: give the connection back
                 holder.close()
             except Exception:
                 pass
             leaked = False
         else:
-            leaked = self._release(plan, holder, conn, failure is not None)
+            leaked = self._release(plan, holder, conn, False)
         if self.halted:
             return
-        held = perf_counter() - t1
-        if failure is None:
-            self._append((plan.index, OK, int((t1 - t0) * 1e6), int(held * 1e6), leaked))
-        else:
-            self._failed(plan, failure, t1 - t0, held, leaked)
+        self._append(
+            (plan.index, OK, int((t1 - t0) * 1e6), int((perf_counter() - t1) * 1e6), leaked)
+        )
 
     def _release(self, plan: GroupPlan, holder: Any, conn: Any, failed: bool) -> bool:
         """Return the connection as the group's behaviour does; True if it leaked."""

@@ -12,6 +12,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from itertools import repeat, starmap
 
 from ..result import ERROR_KINDS, ErrorExample, ErrorKindStats
 from .histogram import LatencyHistogram, percentile_of_counts
@@ -111,12 +112,14 @@ class Recorder:
     def drain(self) -> list[tuple[int, int, int, int, bool]]:
         """Everything recorded so far, oldest first (safe while workers keep appending:
         it takes exactly the records present when it starts)."""
-        popleft = self._records.popleft
-        records = [popleft() for _ in range(len(self._records))]
-        record_error = self.errors.record
-        for record in records:
-            if len(record) > 5:
-                record_error(*record[5])
+        # both loops in C (make bench): every record is popped and measured without a
+        # bytecode of ours; only a failed request's record (six fields) is looked at
+        records = list(starmap(self._records.popleft, repeat((), len(self._records))))
+        if records and max(map(len, records)) > 5:
+            record_error = self.errors.record
+            for record in records:
+                if len(record) > 5:
+                    record_error(*record[5])
         return records
 
 
