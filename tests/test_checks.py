@@ -6,6 +6,7 @@ from poolbench import checks
 from poolbench.result import (
     ERROR_KINDS,
     ErrorKindStats,
+    Errors,
     Latencies,
     Leaks,
     Peaks,
@@ -21,11 +22,14 @@ def summary(**overrides) -> Summary:
         operations=100,
         ok=90,
         throughput_ops_s=10.0,
-        timeouts=10,
-        first_timeout_at_s=3.0,
-        first_timeout_message="QueuePool limit of size 5 overflow 10 reached, connection "
-        "timed out, timeout 3.00",
-        errors={k: ErrorKindStats() for k in ERROR_KINDS},
+        errors=Errors(
+            timeouts=10,
+            first_timeout_at_s=3.0,
+            first_timeout_message="QueuePool limit of size 5 overflow 10 reached, connection "
+            "timed out, timeout 3.00",
+            kinds={k: ErrorKindStats() for k in ERROR_KINDS},
+            injected=0,
+        ),
         latencies=Latencies(
             checkout_wait_ms=Percentiles(count=100, p50=1.0, p90=2.0, p99=40.0, max=3000.0),
             hold_ms=Percentiles(),
@@ -33,7 +37,6 @@ def summary(**overrides) -> Summary:
         ),
         peaks=Peaks(checked_out=15, overflow=10, waiting=5, server_connections=15, stale=0),
         leaks=Leaks(sessions=15, at_first_timeout=15),
-        injected_errors=0,
         keepalive_pings=0,
         keepalive_errors=0,
         dropped_arrivals=0,
@@ -43,6 +46,8 @@ def summary(**overrides) -> Summary:
         groups=[],
     )
     fields["errors"]["timeout"].count = 10
+    first_timeout_at_s = overrides.pop("first_timeout_at_s", 3.0)
+    fields["errors"].first_timeout_at_s = first_timeout_at_s
     fields.update(overrides)
     return Summary(**fields)
 

@@ -134,7 +134,7 @@ def test_which_kinds_fail_the_run():
 
 
 def test_timeouts_and_injected_errors_never_fail_the_run_by_default(pg_url=None):
-    from poolbench.result import Summary
+    from poolbench.result import Errors, Summary
 
     errors = {
         kind: ErrorKindStats()
@@ -142,7 +142,7 @@ def test_timeouts_and_injected_errors_never_fail_the_run_by_default(pg_url=None)
     }
     errors["timeout"] = ErrorKindStats(4, 0.5, [ErrorExample(None, "QueuePool limit", 4, 0.5)])
     fields = {name: None for name in Summary.__dataclass_fields__}
-    summary = Summary(**{**fields, "errors": errors, "operations": 10})
+    summary = Summary(**{**fields, "errors": Errors(0, None, None, errors, 0), "operations": 10})
     assert checks.failed_work(summary, checks.untolerated_kinds(set(), [])) is None
     errors["other"] = ErrorKindStats(2, 0.7, [ErrorExample("E1", "boom", 2, 0.7)])
     check = checks.failed_work(summary, checks.untolerated_kinds(set(), []))

@@ -148,7 +148,7 @@ class ScriptedPlanner(Planner):
     def _run(self, label, pool_size, max_overflow, duration, rate=None, prefill=True):
         result = copy.deepcopy(self.base)
         result.summary.latencies.checkout_wait_ms.p99 = self.p99_of(label, pool_size, max_overflow)
-        result.summary.timeouts = 0
+        result.summary.errors.timeouts = 0
         self.runs.append(result)
         return result
 

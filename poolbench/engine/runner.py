@@ -28,6 +28,7 @@ from ..db.target import Target
 from ..metrics.histogram import LatencyHistogram
 from ..result import (
     DatabaseInfo,
+    Errors,
     GroupLatencies,
     Latencies,
     Leaks,
@@ -498,10 +499,13 @@ class _Run:
             operations=totals.operations,
             ok=totals.ok,
             throughput_ops_s=round(totals.operations / elapsed, 2) if elapsed else 0.0,
-            timeouts=totals.errors["timeout"].count,
-            first_timeout_at_s=_round(totals.first_timeout_at_s),
-            first_timeout_message=totals.first_timeout_message,
-            errors=totals.errors,
+            errors=Errors(
+                timeouts=totals.errors["timeout"].count,
+                first_timeout_at_s=_round(totals.first_timeout_at_s),
+                first_timeout_message=totals.first_timeout_message,
+                kinds=totals.errors,
+                injected=totals.injected,
+            ),
             latencies=Latencies(
                 checkout_wait_ms=wait.percentiles(),
                 hold_ms=hold.percentiles(),
@@ -524,7 +528,6 @@ class _Run:
                 sites=totals.leak_sites,
                 holders_at_first_timeout=totals.holders_at_first_timeout,
             ),
-            injected_errors=totals.injected,
             keepalive_pings=totals.keepalive_pings,
             keepalive_errors=totals.keepalive_errors,
             dropped_arrivals=totals.dropped,

@@ -20,6 +20,7 @@ from ..engine import readings
 from ..errors import UsageError
 from ..metrics.histogram import LatencyHistogram, percentile_of_counts
 from ..result import (
+    Errors,
     FaultEvent,
     GroupSummary,
     Latencies,
@@ -203,10 +204,13 @@ def _summary(parts: Sequence[RunResult], timeline: list[Sample]) -> Summary:
         operations=operations,
         ok=_total(s.ok for s in summaries),
         throughput_ops_s=round(operations / duration, 2) if duration else 0.0,
-        timeouts=_total(s.timeouts for s in summaries),
-        first_timeout_at_s=readings._at_first_timeout(summaries, "first_timeout_at_s"),
-        first_timeout_message=readings._at_first_timeout(summaries, "first_timeout_message"),
-        errors=readings._error_kinds(summaries, "errors"),
+        errors=Errors(
+            timeouts=_total(s.timeouts for s in summaries),
+            first_timeout_at_s=readings._at_first_timeout(summaries, "first_timeout_at_s"),
+            first_timeout_message=readings._at_first_timeout(summaries, "first_timeout_message"),
+            kinds=readings._error_kinds(summaries, "errors"),
+            injected=_total(s.injected_errors for s in summaries),
+        ),
         latencies=Latencies(
             checkout_wait_ms=wait.percentiles(),
             hold_ms=hold.percentiles(),
@@ -227,7 +231,6 @@ def _summary(parts: Sequence[RunResult], timeline: list[Sample]) -> Summary:
                 summaries, lambda s: s.leaks.holders_at_first_timeout
             ),
         ),
-        injected_errors=_total(s.injected_errors for s in summaries),
         keepalive_pings=_total(s.keepalive_pings for s in summaries),
         keepalive_errors=_total(s.keepalive_errors for s in summaries),
         dropped_arrivals=_total(s.dropped_arrivals for s in summaries),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,45 @@ class ErrorKindStats(Record):
     count: int = 0
     first_at_s: float | None = None
     examples: list[ErrorExample] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class Errors(Record, Mapping[str, ErrorKindStats]):
+    """The requests that failed: each kind's count and first examples (``errors["timeout"]``,
+    the record reads as a mapping of the kinds), the pool's first TimeoutError, and the
+    errors the scenario injected on purpose. Written inline: the JSON keeps ``timeouts``,
+    ``first_timeout_at_s``, ``first_timeout_message``, ``errors`` and ``injected_errors``."""
+
+    KEYS = {"kinds": "errors", "injected": "injected_errors"}
+
+    # no defaults: a document without a key reads it as not measured (None), as before
+    timeouts: int  # the pool's TimeoutErrors (kinds["timeout"].count)
+    first_timeout_at_s: float | None
+    first_timeout_message: str | None
+    kinds: dict[str, ErrorKindStats]
+    injected: int  # error_rate's own errors: the scenario's, never a failure
+
+    def __getitem__(self, kind: str) -> ErrorKindStats:
+        return self.kinds[kind]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.kinds)
+
+    def __len__(self) -> int:
+        return len(self.kinds)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Errors):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def count(self) -> int:
+        """Every failed request, of every kind (injected errors are a kind of their own
+        only in ``injected``)."""
+        return sum(k.count for k in self.kinds.values())
 
 
 @dataclass
@@ -203,20 +243,16 @@ class ClientLoad(Record):
 class Summary(Record):
     """The figures a run is judged by. ``figures()`` flattens them for thresholds."""
 
-    INLINE = frozenset({"latencies", "peaks", "leaks", "server"})
+    INLINE = frozenset({"errors", "latencies", "peaks", "leaks", "server"})
 
     duration_s: float
     operations: int
     ok: int
     throughput_ops_s: float
-    timeouts: int
-    first_timeout_at_s: float | None
-    first_timeout_message: str | None
-    errors: dict[str, ErrorKindStats]
+    errors: Errors  # in the JSON as timeouts, first_timeout_*, errors, injected_errors
     latencies: Latencies  # in the JSON as checkout_wait_ms, hold_ms, wait_probability
     peaks: Peaks  # in the JSON as max_checked_out, max_overflow, ... beside the rest
     leaks: Leaks  # in the JSON as leaked, leaked_at_first_timeout, leak_sites, ...
-    injected_errors: int
     keepalive_pings: int
     keepalive_errors: int
     dropped_arrivals: int
@@ -233,6 +269,22 @@ class Summary(Record):
     # (the reason says how); thresholds are checked whatever was changed
     skipped_expectations: list[CheckResult] = field(default_factory=list)
     expectations_skipped_because: str | None = None
+
+    @property
+    def timeouts(self) -> int:
+        return self.errors.timeouts
+
+    @property
+    def first_timeout_at_s(self) -> float | None:
+        return self.errors.first_timeout_at_s
+
+    @property
+    def first_timeout_message(self) -> str | None:
+        return self.errors.first_timeout_message
+
+    @property
+    def injected_errors(self) -> int:
+        return self.errors.injected
 
     def kind(self, name: str) -> ErrorKindStats:
         """The errors of one kind (none in results written before that kind existed)."""
@@ -255,7 +307,7 @@ class Summary(Record):
 
     @property
     def error_count(self) -> int:
-        return sum(k.count for k in self.errors.values())
+        return self.errors.count
 
     def figures(self) -> dict[str, float | str | None]:
         """Every figure a threshold or an expectation may name (see checks.METRICS)."""
