@@ -658,3 +658,39 @@ def test_a_sizing_document_shows_predictions_beside_measurements():
     # every trial is also a run of the comparison
     for run in doc["runs"]:
         assert escape(run["variant_name"]) in page
+
+
+def test_http_endpoints_show_in_the_report_and_the_terminal():
+    """App mode over HTTP: each endpoint's statuses and the pool's TimeoutErrors among
+    them, typed in the result, rendered in both outputs (escaped)."""
+    from rich.console import Console
+
+    from poolbench.output.summary import http_table
+
+    document = load("your-code")
+    run = document["runs"][0] if "runs" in document else document
+    name = run["summary"]["groups"][0]["name"]
+    run["summary"]["http"] = [
+        {
+            "name": name,
+            "requests": 35,
+            "statuses": {"200": 15, "500": 20},
+            "pool_timeouts": 20,
+            "latency_ms": {"count": 35, "p50": 2023.5, "p99": 2169.4},
+        },
+        {
+            "name": HOSTILE,
+            "requests": 1,
+            "statuses": {"no answer": 1},
+            "pool_timeouts": 0,
+            "latency_ms": {"count": 1},
+        },
+    ]
+    page = render_html(document)
+    assert "HTTP endpoints" in page and "200 ×15, 500 ×20" in page
+    assert HOSTILE not in page
+    result = load_document(document).runs[0]
+    console = Console(record=True, width=160)
+    console.print(http_table(result))
+    text = console.export_text()
+    assert "200 ×15, 500 ×20" in text and "2169" in text and "no answer ×1" in text

@@ -464,3 +464,37 @@ def test_garbage_is_collected_on_the_event_loops_thread_only():
     if not was_enabled:
         gc.disable()
     assert len(seen) >= 4000 and set(seen) == {"test-loop"}
+
+
+def test_http_facts_travel_in_the_records_and_merge_by_endpoint():
+    """An endpoint's statuses and latency are counted as its records are drained (so
+    they cover exactly the requests the operations do), and a fleet's add up by name."""
+    from poolbench.engine.readings import EndpointTotals, _endpoints
+    from poolbench.metrics.recorder import OK, TIMEOUT, Recorder
+
+    recorder = Recorder()
+    recorder.finished(0, OK, 10, 900, False, None, ("200", 1_000))
+    recorder.finished(0, OK, 10, 900, False, None, ("200", 1_000))
+    recorder.finished(
+        0, TIMEOUT, 500_000, 0, False, ("timeout", None, "QueuePool limit", 0.6), ("500", 501_000)
+    )
+    recorder.finished(1, OK, 5, 5, False)  # a group without http:
+    assert len(recorder.drain()) == 4
+    http = recorder.http
+    assert http.statuses == {0: {"200": 2, "500": 1}} and http.pool_timeouts[0] == 1
+    assert http.latency_us[0] == {1_000: 2, 501_000: 1}
+    assert recorder.errors.kinds["timeout"].count == 1
+
+    a = SimpleNamespace(endpoints=[EndpointTotals("GET /a", {"200": 2}, 0, {1_000: 2})])
+    b = SimpleNamespace(
+        endpoints=[
+            EndpointTotals("GET /a", {"200": 1, "500": 1}, 1, {1_000: 1, 501_000: 1}),
+            EndpointTotals("GET /b", {"200": 1}, 0, {2_000: 1}),
+        ]
+    )
+    merged = {e.name: e for e in _endpoints([a, b], "endpoints")}
+    assert merged["GET /a"].statuses == {"200": 3, "500": 1} and merged["GET /a"].pool_timeouts == 1
+    summary = merged["GET /a"].summary()
+    assert summary.requests == 4 and summary.latency_ms.count == 4
+    assert summary.latency_ms.max == 501.0
+    assert merged["GET /b"].summary().statuses == {"200": 1}

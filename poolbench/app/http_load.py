@@ -4,19 +4,18 @@ A request's checkout wait is what the app's pool measured for it (app/asgi.py's 
 its hold is the rest of the HTTP latency. A 5xx whose response says the pool raised a
 TimeoutError is a timeout (the pool's own message); another 5xx, or a refused
 connection, is an error of kind ``other``. Per endpoint, the status counts and the HTTP
-latency are kept for the summary's notes.
+latency travel in the request's record (metrics/recorder.py's ``HttpLog``) to the
+summary (``Summary.http``), so they cover exactly the requests the operations do.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from time import perf_counter
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
 
-from ..metrics.histogram import LatencyHistogram
 from ..metrics.recorder import OK
 from .asgi import TIMEOUT_HEADER, WAIT_HEADER
 
@@ -37,9 +36,6 @@ class HttpLoad:
         self._local = threading.local()
         self._clients: list[Any] = []
         self._lock = threading.Lock()
-        self.statuses: dict[str, Counter[str]] = {}
-        self.latency: dict[str, LatencyHistogram] = {}
-        self.pool_timeouts: Counter[str] = Counter()
 
     def _client(self) -> Any:
         client = getattr(self._local, "client", None)
@@ -56,7 +52,6 @@ class HttpLoad:
     def run(self, executor: Any, plan: Any) -> None:
         """Send the group's request; record it as the executor records any request."""
         http = plan.group.http
-        label = plan.group.label
         start = perf_counter()
         failure: BaseException | None = None
         wait_us = 0
@@ -77,31 +72,12 @@ class HttpLoad:
         elapsed = perf_counter() - start
         if executor.halted:
             return  # ended by the shutdown: not a measured request
-        with self._lock:
-            self.statuses.setdefault(label, Counter())[status] += 1
-            self.latency.setdefault(label, LatencyHistogram()).record(int(elapsed * 1e6))
-            if isinstance(failure, sa_exc.TimeoutError):
-                self.pool_timeouts[label] += 1
         hold = max(0.0, elapsed - wait_us / 1e6)
+        seen = (status, int(elapsed * 1e6))  # counted per endpoint as the record is drained
         if failure is None:
-            executor.recorder.finished(plan.index, OK, wait_us, int(hold * 1e6), False)
+            executor.recorder.finished(plan.index, OK, wait_us, int(hold * 1e6), False, None, seen)
         else:
-            executor._failed(plan, failure, wait_us / 1e6, hold, leaked=False)
-
-    def notes(self) -> list[str]:
-        """One line per endpoint: statuses, pool TimeoutErrors among them, HTTP latency."""
-        lines = []
-        with self._lock:
-            for label, statuses in self.statuses.items():
-                counts = ", ".join(f"{s} ×{n}" for s, n in sorted(statuses.items()))
-                hist = self.latency[label]
-                p50, p99 = hist.percentile_ms(50), hist.percentile_ms(99)
-                timeouts = self.pool_timeouts.get(label, 0)
-                seen = f" ({timeouts} pool TimeoutErrors, seen at the pool)" if timeouts else ""
-                lines.append(
-                    f"HTTP {label}: {counts}{seen}; latency p50 {_ms(p50)}, p99 {_ms(p99)}"
-                )
-        return lines
+            executor._failed(plan, failure, wait_us / 1e6, hold, False, seen)
 
     def close(self) -> None:
         with self._lock:
@@ -111,7 +87,3 @@ class HttpLoad:
                 client.close()
             except Exception:
                 pass
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f} ms"

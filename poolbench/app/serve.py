@@ -129,7 +129,7 @@ def serve_main(conn: Any, events: Any, spec: ChildSpec) -> None:
             capacity = bound.scenario.pool.capacity
 
             def totals() -> Any:
-                notes = [*bound.notes, f"the app's output: {log_path}", *http.notes()]
+                notes = [*bound.notes, f"the app's output: {log_path}"]
                 if tokens.total is not None:
                     notes.append(_tokens_note(tokens, capacity))
                 return replace(side.totals(), notes=notes)

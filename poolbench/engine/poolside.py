@@ -38,7 +38,7 @@ from .faults import KeepAliveJob, install_idle_timeout, sync_ping
 from .leaks import LeakDetector
 from .load import driver_for
 from .pool import PoolWatch, build_engine
-from .readings import GroupTotals, PoolReading, PoolTotals
+from .readings import EndpointTotals, GroupTotals, PoolReading, PoolTotals
 from .requests import CheckoutTimer, GroupPlan, LeakRegistry, RequestExecutor
 from .sqla_log import SqlaMessages
 
@@ -356,7 +356,21 @@ class PoolSide:
             holders_at_first_timeout=m.holders_at_first_timeout,
             queued=m.watch.queued(),
             connect=m.watch.create_times(),
+            endpoints=self._endpoints(),
         )
+
+    def _endpoints(self) -> list[EndpointTotals]:
+        http = self.measures.recorder.http
+        names = self.measures.aggregator.names
+        return [
+            EndpointTotals(
+                name=names[group][0],
+                statuses=dict(statuses),
+                pool_timeouts=http.pool_timeouts[group],
+                latency_us=dict(http.latency_us[group]),
+            )
+            for group, statuses in sorted(http.statuses.items())
+        ]
 
     def close(self) -> None:
         """Whatever happened, leave nothing running (safe to call twice)."""

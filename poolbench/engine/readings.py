@@ -17,7 +17,15 @@ from typing import Any
 
 from ..metrics.histogram import LatencyHistogram, percentile_of_counts
 from ..metrics.recorder import IntervalStats
-from ..result import ErrorExample, ErrorKindStats, GroupSummary, Holder, LeakSite, PoolEvents
+from ..result import (
+    ErrorExample,
+    ErrorKindStats,
+    GroupSummary,
+    Holder,
+    HttpEndpoint,
+    LeakSite,
+    PoolEvents,
+)
 
 MAX_SQLALCHEMY_MESSAGES = 8
 MAX_LEAK_SITES = 10
@@ -248,6 +256,39 @@ def _leak_sites(parts: Sequence[Any], name: str) -> list[LeakSite]:
 
 
 @dataclass
+class EndpointTotals:
+    """One HTTP endpoint's responses, as app/http_load.py's client counted them; the
+    latency as ``{micros: how many}``, merged exactly by adding."""
+
+    name: str
+    statuses: dict[str, int]
+    pool_timeouts: int
+    latency_us: dict[int, int]
+
+    def summary(self) -> HttpEndpoint:
+        latency = LatencyHistogram()
+        latency.record_counts(self.latency_us)
+        return HttpEndpoint(
+            name=self.name,
+            requests=sum(self.statuses.values()),
+            statuses=dict(sorted(self.statuses.items())),
+            pool_timeouts=self.pool_timeouts,
+            latency_ms=latency.percentiles(),
+        )
+
+
+def _endpoints(parts: Sequence[Any], name: str) -> list[EndpointTotals]:
+    merged: dict[str, EndpointTotals] = {}
+    for value in _values(parts, name):
+        for e in value:
+            into = merged.setdefault(e.name, EndpointTotals(e.name, {}, 0, {}))
+            into.statuses = dict(Counter(into.statuses) + Counter(e.statuses))
+            into.pool_timeouts += e.pool_timeouts
+            into.latency_us = dict(Counter(into.latency_us) + Counter(e.latency_us))
+    return list(merged.values())
+
+
+@dataclass
 class PoolTotals:
     """Everything a pool side measured over the run."""
 
@@ -274,6 +315,8 @@ class PoolTotals:
     connect: dict[int, int] = field(metadata=by(_histogram), default_factory=dict)  # {µs: n}
     # lines for the summary's notes (an app's pool as found, its HTTP endpoints)
     notes: list[str] = field(metadata=by(_concatenated), default_factory=list)
+    # per HTTP endpoint (app mode over HTTP)
+    endpoints: list[EndpointTotals] = field(metadata=by(_endpoints), default_factory=list)
 
     @classmethod
     def merged(cls, parts: Sequence[PoolTotals]) -> PoolTotals:

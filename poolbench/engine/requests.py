@@ -227,10 +227,18 @@ class RecordsFailures:
             self._failed(plan, exc, 0.0, 0.0, leaked=False)
 
     def _failed(
-        self, plan: GroupPlan, exc: BaseException, waited: float, held: float, leaked: bool
+        self,
+        plan: GroupPlan,
+        exc: BaseException,
+        waited: float,
+        held: float,
+        leaked: bool,
+        http: tuple[str, int] | None = None,
     ) -> None:
         if isinstance(exc, InjectedError):
-            self.recorder.finished(plan.index, INJECTED, int(waited * 1e6), int(held * 1e6), leaked)
+            self.recorder.finished(
+                plan.index, INJECTED, int(waited * 1e6), int(held * 1e6), leaked, None, http
+            )
             return
         kind, code, message = classify(exc, self.backend, self.scrub)
         t_s = perf_counter() - self.started_at
@@ -238,7 +246,7 @@ class RecordsFailures:
             self.on_first_timeout(t_s, message, self.recorder.leaks)
         error = (kind, code, message, t_s)
         self.recorder.finished(
-            plan.index, OUTCOME[kind], int(waited * 1e6), int(held * 1e6), leaked, error
+            plan.index, OUTCOME[kind], int(waited * 1e6), int(held * 1e6), leaked, error, http
         )
 
 

@@ -535,6 +535,7 @@ class _Run:
             pool_events=totals.events,
             sqlalchemy_warnings=totals.sqlalchemy_messages,
             groups=totals.group_summaries(),
+            http=[e.summary() for e in totals.endpoints],
             server=ServerFigures(
                 connections_at_exit=self._remaining,
                 terminated_at_exit=self._terminated,

@@ -76,6 +76,22 @@ class ErrorLog:
             }
 
 
+class HttpLog:
+    """Per group sent over HTTP: the responses by status, the pool's TimeoutErrors among
+    them and the HTTP latency as ``{micros: how many}`` (the sampler's thread, at drain)."""
+
+    def __init__(self) -> None:
+        self.statuses: dict[int, Counter[str]] = {}
+        self.pool_timeouts: Counter[int] = Counter()
+        self.latency_us: dict[int, Counter[int]] = {}
+
+    def record(self, group: int, outcome: int, status: str, latency_us: int) -> None:
+        self.statuses.setdefault(group, Counter())[status] += 1
+        self.latency_us.setdefault(group, Counter())[latency_us] += 1
+        if outcome == TIMEOUT:
+            self.pool_timeouts[group] += 1
+
+
 class Recorder:
     """The worker-facing side: thread-safe and cheap."""
 
@@ -84,6 +100,7 @@ class Recorder:
         # finished(), as a bound method of the deque: the hot path appends through this
         self.append = self._records.append
         self.errors = ErrorLog()
+        self.http = HttpLog()
         self._leak_lock = threading.Lock()
         self.leaks = 0
 
@@ -95,11 +112,15 @@ class Recorder:
         hold_us: int,
         leaked: bool = False,
         error: tuple[str, str | None, str, float] | None = None,
+        http: tuple[str, int] | None = None,
     ) -> None:
         """One request ended (``outcome`` is OK or an OUTCOME code); a failed one carries
-        its ``(kind, code, message, t_s)``, logged when the record is drained, so the
-        error figures cover exactly the requests the operations do."""
-        if error is None:
+        its ``(kind, code, message, t_s)``, one sent over HTTP its ``(status,
+        latency_us)``, both logged when the record is drained, so the error and endpoint
+        figures cover exactly the requests the operations do."""
+        if http is not None:
+            self._records.append((group, outcome, wait_us, hold_us, leaked, error, http))  # type: ignore[arg-type]
+        elif error is None:
             self._records.append((group, outcome, wait_us, hold_us, leaked))
         else:
             self._records.append((group, outcome, wait_us, hold_us, leaked, error))  # type: ignore[arg-type]
@@ -119,7 +140,10 @@ class Recorder:
             record_error = self.errors.record
             for record in records:
                 if len(record) > 5:
-                    record_error(*record[5])
+                    if record[5] is not None:
+                        record_error(*record[5])
+                    if len(record) > 6:
+                        self.http.record(record[0], record[1], *record[6])
         return records
 
 

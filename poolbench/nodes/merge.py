@@ -23,12 +23,14 @@ from ..result import (
     Errors,
     FaultEvent,
     GroupSummary,
+    HttpEndpoint,
     Latencies,
     Leaks,
     MergeInfo,
     NodeFigures,
     NodeInfo,
     Peaks,
+    Percentiles,
     PoolEvents,
     RunResult,
     Sample,
@@ -243,7 +245,40 @@ def _summary(parts: Sequence[RunResult], timeline: list[Sample]) -> Summary:
             terminated_at_exit=_total(s.server.terminated_at_exit for s in summaries),
         ),
         processes=_total(s.processes for s in summaries),
+        http=_http(summaries),
     )
+
+
+def _http(summaries: Sequence[Summary]) -> list[HttpEndpoint]:
+    """Each endpoint's responses summed over the nodes. Its latency percentiles are one
+    node's own when only one node drove it; from several nodes they cannot be merged (a
+    result keeps percentiles, not the histogram), so they are left out (null), never
+    averaged."""
+    seen: dict[str, list[HttpEndpoint]] = {}
+    for s in summaries:
+        for e in s.http:
+            seen.setdefault(e.name, []).append(e)
+    merged = []
+    for name, parts in seen.items():
+        statuses: dict[str, int] = {}
+        for e in parts:
+            for status, n in e.statuses.items():
+                statuses[status] = statuses.get(status, 0) + n
+        latency = (
+            parts[0].latency_ms
+            if len(parts) == 1
+            else Percentiles(count=sum(e.latency_ms.count for e in parts))
+        )
+        merged.append(
+            HttpEndpoint(
+                name=name,
+                requests=sum(e.requests for e in parts),
+                statuses=dict(sorted(statuses.items())),
+                pool_timeouts=sum(e.pool_timeouts for e in parts),
+                latency_ms=latency,
+            )
+        )
+    return merged
 
 
 def _first_timed(summaries: Sequence[Summary], fact: Callable[[Summary], Any]) -> Any:

@@ -271,6 +271,7 @@ def _run_sections(run: RunResult, suffix: str = "") -> list[str]:
         section("Errors and pool events", _errors(run), "errors" + suffix),
         section("Effective settings", _settings(run), "settings" + suffix),
         section("Workload groups", _groups(run), "groups" + suffix),
+        *([section("HTTP endpoints", _http(run), "http" + suffix)] if run.summary.http else []),
     ]
 
 
@@ -363,6 +364,37 @@ def _groups(run: RunResult) -> Html:
         results = [g.operations, g.errors, g.leaked, ms(g.checkout_wait_ms.p99)]
         rows.append([*setup, _dist(c.think if c else None), *results, ms(g.hold_ms.p99)])
     return Html(table(GROUP_COLUMNS, rows, numeric_from=6))
+
+
+def _http(run: RunResult) -> Html:
+    """Each endpoint's statuses, the 5xx the pool's TimeoutError caused (seen at the
+    pool), its HTTP latency beside its checkout wait."""
+    waits = {g.name: g.checkout_wait_ms for g in run.summary.groups}
+    rows = []
+    for e in run.summary.http:
+        wait = waits.get(e.name)
+        statuses = ", ".join(f"{status} ×{n}" for status, n in e.statuses.items())
+        rows.append(
+            [
+                e.name,
+                statuses,
+                e.requests,
+                e.pool_timeouts,
+                ms(e.latency_ms.p50),
+                ms(e.latency_ms.p99),
+                ms(wait.p99) if wait is not None else None,
+            ]
+        )
+    head = [
+        "endpoint",
+        "statuses",
+        "requests",
+        "pool TimeoutErrors",
+        "latency p50 ms",
+        "latency p99 ms",
+        "checkout wait p99 ms",
+    ]
+    return Html(table(head, rows, numeric_from=2))
 
 
 # ---- helpers ---------------------------------------------------------------------------

@@ -315,6 +315,38 @@ def groups_table(result: RunResult) -> Table | None:
     return table
 
 
+def http_table(result: RunResult) -> Table | None:
+    """App mode over HTTP: each endpoint's responses, the 5xx the pool's TimeoutError
+    caused (seen at the pool), its HTTP latency beside its checkout wait at the pool."""
+    endpoints = result.summary.http
+    if not endpoints:
+        return None
+    table = Table(title="HTTP endpoints", title_justify="left", box=None, header_style="bold")
+    for name in (
+        "endpoint",
+        "requests",
+        "statuses",
+        "pool TimeoutErrors",
+        "latency p50 ms",
+        "latency p99 ms",
+        "checkout wait p99 ms",
+    ):
+        table.add_column(name, justify="left" if name in ("endpoint", "statuses") else "right")
+    waits = {g.name: g.checkout_wait_ms for g in result.summary.groups}
+    for e in endpoints:
+        wait = waits.get(e.name)
+        table.add_row(
+            escape(e.name),
+            str(e.requests),
+            escape(", ".join(f"{status} ×{n}" for status, n in e.statuses.items())),
+            f"[bold red]{e.pool_timeouts}[/]" if e.pool_timeouts else "0",
+            ms(e.latency_ms.p50),
+            ms(e.latency_ms.p99),
+            ms(wait.p99) if wait is not None else "-",
+        )
+    return table
+
+
 def checks_table(
     checks: list[CheckResult], skipped: list[CheckResult] | None = None
 ) -> Table | None:
@@ -364,7 +396,7 @@ def render_result(console: Console, result: RunResult, show_timeline: bool = Tru
         console.print(timeline_table(result))
         console.print()
     console.print(summary_table(result))
-    for extra in (groups_table(result), processes_table(result)):
+    for extra in (groups_table(result), http_table(result), processes_table(result)):
         if extra is not None:
             console.print()
             console.print(extra)

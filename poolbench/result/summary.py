@@ -122,6 +122,24 @@ class GroupSummary(Record):
 
 
 @dataclass
+class HttpEndpoint(Record):
+    """One endpoint driven over HTTP (a group with ``http:``), as the client saw it: the
+    responses by status, how many of the 5xx were the pool's TimeoutError (seen at the
+    pool, not guessed from the status) and the HTTP latency. Its checkout wait is its
+    group's (``groups``, same name)."""
+
+    name: str  # the group's label: "GET /items/7" unless the group is named
+    requests: int
+    statuses: dict[str, int]  # "200": n, "500": n, "no answer": n
+    pool_timeouts: int
+    latency_ms: Percentiles
+
+    @property
+    def server_errors(self) -> int:
+        return sum(n for status, n in self.statuses.items() if status.startswith("5"))
+
+
+@dataclass
 class PoolEvents(Record):
     """What the pool's events reported over the run."""
 
@@ -263,6 +281,7 @@ class Summary(Record):
     server: ServerFigures = field(default_factory=lambda: ServerFigures())  # inline too
     processes: int = 1
     client: ClientLoad | None = None  # None: results from before it was measured
+    http: list[HttpEndpoint] = field(default_factory=list)  # app mode over HTTP only
     thresholds: list[CheckResult] = field(default_factory=list)
     expectations: list[CheckResult] = field(default_factory=list)
     # expectations measured but not checked: the user changed the scenario as written
