@@ -51,7 +51,7 @@ from .output.termchart import timeline_chart
 from .result import RunResult
 from .result.document import ResultDocument, load_document
 from .result.observer import Observer
-from .scenario import BUNDLED_DIR, load_scenario
+from .scenario import BUNDLED_DIR, bundled_scenarios, load_scenario
 from .scenario.variants import plan
 from .sizing.planner import Planner, parse_slos
 from .units import format_duration, parse_duration
@@ -732,6 +732,24 @@ def merge(
     sys.exit(int(_exit_status([merged])))
 
 
+def _description_only(path: Path, exc: PoolbenchError) -> str:
+    """A bundled scenario that cannot be loaded here (an app whose import needs
+    DATABASE_URL or a framework not installed): its description as written, and why."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        description = " ".join(str(data.get("description", "")).split())
+    except (OSError, yaml.YAMLError, AttributeError):
+        description = ""
+    why = str(exc).rsplit(": ", 1)[-1]
+    return (
+        f"{escape(description)} [dim](here: {escape(why)})[/]"
+        if description
+        else (f"[red]cannot load here: {escape(str(exc))}[/]")
+    )
+
+
 @main.command(name="scenarios")
 def list_scenarios() -> None:
     """List the bundled scenarios and what each one shows."""
@@ -742,13 +760,13 @@ def list_scenarios() -> None:
     table = Table(box=None, header_style="bold")
     table.add_column("scenario")
     table.add_column("what it shows")
-    for path in sorted(BUNDLED_DIR.glob("*.yaml")):
+    for name, path in bundled_scenarios().items():
         try:
             s = load_scenario(path)
             text = escape(" ".join(s.description.split()))
-        except PoolbenchError as exc:  # e.g. an app scenario whose framework is not installed
-            text = f"[red]cannot load here: {escape(str(exc))}[/]"
-        table.add_row(path.stem, text)
+        except PoolbenchError as exc:  # an app that needs its setting, or its framework
+            text = _description_only(path, exc)
+        table.add_row(name, text)
     console.print(table)
     console.print(f"\n[dim]in {BUNDLED_DIR}; run one with: poolbench run NAME[/]")
 

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from poolbench import database_for, run_planned
 from poolbench.checks import failure_line
 from poolbench.db.target import Target, parse_url
-from poolbench.scenario import BUNDLED_DIR, load_scenario
+from poolbench.scenario import bundled_scenarios, load_scenario
 from poolbench.scenario.variants import plan
 from poolbench.units import parse_duration
 
@@ -31,9 +31,17 @@ BUNDLED = {
     "async-cancellation": ("2s", ("postgresql",)),
     "fastapi-get-db": ("4s", ("postgresql",)),  # the app's own engine, over HTTP
     "fastapi-threadpool": ("4s", ("postgresql",)),
+    "fastapi-streaming": ("4s", ("postgresql",)),
+    "flask-scoped-session": ("4s", ("postgresql",)),
 }
-# the apps read their database from their own setting, as a service does
-APPS = {"fastapi-get-db", "fastapi-threadpool"}
+# the apps read their database from their own setting, as a service does, and bring
+# their framework
+APPS = {
+    "fastapi-get-db": "fastapi",
+    "fastapi-threadpool": "fastapi",
+    "fastapi-streaming": "fastapi",
+    "flask-scoped-session": "flask",
+}
 MARKS = {
     "postgresql": pytest.mark.postgres,
     "mysql": pytest.mark.mysql,
@@ -56,7 +64,8 @@ CASES = [
 
 
 def test_every_bundled_scenario_is_tested():
-    on_disk = {p.stem for p in BUNDLED_DIR.glob("*.yaml")}
+    on_disk = set(bundled_scenarios())
+    assert {"fastapi-get-db", "leaky-sessions"} <= on_disk  # folders and files
     assert on_disk - set(BUNDLED) == set(), "add the new scenario to BUNDLED"
     assert set(BUNDLED) - on_disk == set()
 
@@ -64,7 +73,7 @@ def test_every_bundled_scenario_is_tested():
 @pytest.mark.parametrize(("name", "duration", "kind"), CASES)
 def test_bundled_scenario_does_what_it_says(name, duration, kind, request):
     if name in APPS:
-        pytest.importorskip("fastapi")
+        pytest.importorskip(APPS[name])
         request.getfixturevalue("monkeypatch").setenv(
             "DATABASE_URL", request.getfixturevalue("pg_url")
         )

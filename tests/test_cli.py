@@ -408,3 +408,29 @@ def test_the_library_names_no_flag(pg_url):
         poolbench.run(scenario, url=pg_url)
     assert "--" not in str(caught.value) and "POOLBENCH_URL" not in str(caught.value)
     assert caught.value.example_url == "mysql+pymysql://root@127.0.0.1:3306/test"
+
+
+def test_a_scenario_folder_runs_its_scenario_yaml_and_is_listed(tmp_path, monkeypatch):
+    """A folder holds scenario.yaml beside its app; the listing shows an app scenario's
+    description even where its import cannot run (no DATABASE_URL here)."""
+    from poolbench.scenario import bundled_scenarios, load_scenario
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "my_tasks_mod.py").write_text("def work(conn):\n    pass\n")
+    (folder / "scenario.yaml").write_text(
+        "name: mine\nworkload: {task: my_tasks_mod:work, api: connection}\n"
+        "load: {workers: 1}\nduration: 1s\n"
+    )
+    assert load_scenario(str(folder)).name == "mine"
+    (folder / "scenario.yaml").write_text("name: mine\npool: {pool_sise: 1}\n")
+    result = CliRunner().invoke(main, ["validate", str(folder)])
+    assert result.exit_code == 2
+    assert f"{folder / 'scenario.yaml'}:2: pool.pool_sise" in result.output
+    assert bundled_scenarios()["fastapi-get-db"].name == "scenario.yaml"
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("POOLBENCH_URL", raising=False)
+    listing = CliRunner().invoke(main, ["scenarios"]).output
+    line = next(line for line in listing.splitlines() if "fastapi-streaming" in line)
+    assert "No leak, and still every connection out" in line
+    assert "(here: set DATABASE_URL" in " ".join(listing.split())

@@ -69,17 +69,34 @@ _SECTIONS: dict[str, type[BaseModel]] = {
 _SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
+FOLDER_SCENARIO = "scenario.yaml"  # a scenario that is a folder: its file, beside its code
+
+
+def bundled_scenarios() -> dict[str, Path]:
+    """Every bundled scenario by name: ``NAME.yaml``, or a folder ``NAME/`` holding
+    ``scenario.yaml`` and the code it runs (an app)."""
+    if not BUNDLED_DIR.is_dir():
+        return {}
+    found = {p.stem: p for p in BUNDLED_DIR.glob("*.yaml")}
+    found.update({p.parent.name: p for p in BUNDLED_DIR.glob(f"*/{FOLDER_SCENARIO}")})
+    return dict(sorted(found.items()))
+
+
 def resolve_path(name: str) -> Path:
-    """The scenario file for ``name``: a path, or the name of a bundled scenario."""
+    """The scenario file for ``name``: a path (a folder means its ``scenario.yaml``), or
+    the name of a bundled scenario."""
     path = Path(name)
+    if path.is_dir() and (path / FOLDER_SCENARIO).is_file():
+        return path / FOLDER_SCENARIO
     if path.exists():
         return path
-    for candidate in (BUNDLED_DIR / name, BUNDLED_DIR / f"{name}.yaml"):
-        if candidate.is_file():
-            return candidate
+    bundled = bundled_scenarios()
+    found = bundled.get(name) or bundled.get(name.removesuffix(".yaml"))
+    if found is not None:
+        return found
     hint = ""
-    if BUNDLED_DIR.is_dir():
-        names = sorted(p.stem for p in BUNDLED_DIR.glob("*.yaml"))
+    if bundled:
+        names = list(bundled)
         close = difflib.get_close_matches(path.stem, names, n=1)
         if close:
             hint = f"; did you mean {close[0]}?"
@@ -93,6 +110,8 @@ def load_scenario(
 ) -> Scenario:
     """Load, override and validate a scenario file."""
     path = resolve_path(str(name))
+    if path.name == FOLDER_SCENARIO and Path(name).is_dir():
+        name = path  # errors name the file in the folder, with its line
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

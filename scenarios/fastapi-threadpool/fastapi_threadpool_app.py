@@ -1,4 +1,4 @@
-"""A FastAPI service with sync endpoints and no leak, for scenarios/fastapi-threadpool.yaml.
+"""A FastAPI service with sync endpoints and no leak, for scenarios/fastapi-threadpool/scenario.yaml.
 
 Every session is closed (``try/finally``); each request holds its connection for a
 report query of about 300 ms. FastAPI runs sync endpoints and sync dependencies in

@@ -1,4 +1,4 @@
-"""The seeds' FastAPI service, for scenarios/fastapi-get-db.yaml (app.asgi).
+"""The seeds' FastAPI service, for scenarios/fastapi-get-db/scenario.yaml (app.asgi).
 
 A module-level engine with SQLAlchemy's default pool (5 + 10), a ``get_db`` dependency
 as the seeds' first post wrote it (it never closes the session), and the fixed one with
