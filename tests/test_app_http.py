@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import textwrap
 
 import pytest
@@ -310,3 +311,56 @@ def test_ctrl_c_stops_an_app_over_http_and_leaves_no_connection(pg_url, tmp_path
     finally:
         engine.dispose()
     assert others == 0
+
+
+THREADS_APP = """
+import os
+import threading
+import sqlalchemy as sa
+from fastapi import FastAPI
+
+engine = sa.create_engine(os.environ["POOLBENCH_TEST_PG_URL"], pool_size=2, max_overflow=0)
+app = FastAPI()
+
+
+@app.get("/threads")
+def threads():
+    names = ",".join(sorted(t.name for t in threading.enumerate()))
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))
+    with open(os.environ["POOLBENCH_TEST_THREADS_FILE"], "a") as out:
+        out.write(f"{os.getpid()} {names}\\n")
+    return {}
+"""
+
+
+def test_the_http_client_runs_outside_the_apps_process(tmp_path, pg_url, monkeypatch):
+    """The app's process serves and measures its pool; the load threads that send the
+    requests are poolbench's, in its own process, never sharing the app's interpreter."""
+    seen = tmp_path / "threads.txt"
+    monkeypatch.setenv("POOLBENCH_TEST_PG_URL", pg_url)
+    monkeypatch.setenv("POOLBENCH_TEST_THREADS_FILE", str(seen))
+    module = f"poolbench_threads_app_{next(_names)}"
+    (tmp_path / f"{module}.py").write_text(THREADS_APP)
+    path = tmp_path / "threads.yaml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            name: threads
+            app: {{engine: {module}:engine, asgi: {module}:app}}
+            workload:
+              http: {{method: GET, path: /threads}}
+              think: 20ms
+            load: {{workers: 2}}
+            duration: 1s
+            interval: 250ms
+            """
+        )
+    )
+    result = poolbench.run(load_scenario(path))
+    assert result.summary.ok == result.summary.operations >= 5
+    lines = seen.read_text().splitlines()
+    assert len(lines) >= result.summary.operations  # the last ones end after the measuring
+    pids = {line.split()[0] for line in lines}
+    assert pids and str(os.getpid()) not in pids  # served in a process of its own
+    assert not any("poolbench-worker" in line for line in lines)  # and driven from here

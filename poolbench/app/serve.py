@@ -9,7 +9,9 @@ come from the app's own pool, in the app's process. What runs there:
 - the app's ASGI application under ``uvicorn.Server`` on a loopback port, with its
   lifespan, its middleware, its dependency teardown and its threadpool, wrapped by
   app/asgi.py (what each request did at the pool);
-- the load: poolbench's HTTP client (app/http_load.py) in load threads, over real HTTP.
+- no load: poolbench's HTTP client runs in poolbench's own process (app/client.py) and
+  hands the requests' records over with its calls (``feed``), so the figures are folded
+  here, beside the pool, while the client never shares the app's interpreter.
 
 The app's own output (logging, print, uvicorn's error log) goes to a file whose name the
 summary gives, never to poolbench's live view.
@@ -17,6 +19,7 @@ summary gives, never to poolbench's live view.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -32,7 +35,6 @@ from ..engine.fleet import ChildSpec, serve_calls
 from ..engine.poolside import build_pool_side
 from .asgi import PoolAtRequest, Tokens, watch_checkouts
 from .binding import bound_app, import_object
-from .http_load import HttpLoad
 from .wsgi import PoolAtWsgiRequest, start_wsgi_server
 
 START_TIMEOUT_S = 30.0
@@ -97,7 +99,7 @@ def serve_main(conn: Any, events: Any, spec: ChildSpec) -> None:
     def first_timeout(t_s: float, message: str) -> None:
         events.put((0, t_s, message))
 
-    server = thread = http = None
+    server = thread = None
     try:
         with bound_app(scenario) as bound:
             try:
@@ -109,7 +111,7 @@ def serve_main(conn: Any, events: Any, spec: ChildSpec) -> None:
                     wrapped = PoolAtWsgiRequest(import_object(scenario.app.served))
                     server, thread, port = start_wsgi_server(wrapped)
                 timeout = bound.scenario.pool.pool_timeout + 30.0
-                http = HttpLoad(f"http://127.0.0.1:{port}", timeout)
+                client = (f"http://127.0.0.1:{port}", timeout)
                 side = build_pool_side(
                     bound.scenario,
                     spec.url,
@@ -119,8 +121,9 @@ def serve_main(conn: Any, events: Any, spec: ChildSpec) -> None:
                     on_first_timeout=first_timeout,
                     verbose=spec.verbose,
                     app=bound.app,
-                    http=http,
+                    http=client,  # the requests' checkouts are timed at the pool
                 )
+                side.driver = FedDriver(side.driver.executor)  # type: ignore[attr-defined]
                 watch_checkouts(bound.app.engine, tokens)
             except Exception as exc:
                 conn.send(("error", type(exc).__name__, str(exc)))
@@ -144,16 +147,85 @@ def serve_main(conn: Any, events: Any, spec: ChildSpec) -> None:
                     time.sleep(0.02)
                 return side.shutdown(max(0.0, deadline - time.monotonic()))
 
-            serve_calls(conn, side, {"totals": totals, "shutdown": shutdown})
+            def feed(arg: tuple[list[Any], int, int]) -> None:
+                records, side.driver.dropped, side.driver.late = arg
+                side.measures.recorder.extend(records)
+
+            def first_timeout_at_client(arg: tuple[float, str]) -> None:
+                t_s, message = arg
+                m = side.measures
+                if m.recorder.errors.first_timeout(t_s, message):
+                    m.first_timeout(t_s, message, m.recorder.leaks)
+
+            serve_calls(
+                conn,
+                side,
+                {
+                    "totals": totals,
+                    "shutdown": shutdown,
+                    "client": lambda: client,
+                    "feed": feed,
+                    "first_timeout": first_timeout_at_client,
+                },
+            )
     finally:
-        if http is not None:
-            http.close()
         if server is not None and thread is not None:
             if hasattr(server, "should_exit"):
                 server.should_exit = True
             else:
                 server.shutdown()  # the WSGI server
             thread.join(10)
+
+
+class FedDriver:
+    """The app process's load driver while the load runs in poolbench's process: no
+    threads here; the requests' records arrive with the parent's calls (``feed``), and
+    the callers waiting are the app's own, counted at the pool (the checkout timer)."""
+
+    def __init__(self, executor: Any) -> None:
+        self.executor = executor
+        self.dropped = 0  # the open loop's, reported by the client
+        self.late = 0
+
+    def _waiting(self) -> Any:
+        return self.executor.timer.in_flight
+
+    def start(self, t0: float) -> None:
+        self.executor.started_at = t0
+
+    def set_phase(self, phase: Any) -> None:
+        pass
+
+    def waiting(self) -> int:
+        return int(self._waiting().now)
+
+    def peak_waiting(self) -> int:
+        return int(self._waiting().take())
+
+    def reset_peaks(self) -> None:
+        self._waiting().reset()
+
+    def prefill(self, connections: int) -> None:
+        engine = self.executor.engine
+        opened = []
+        try:
+            for _ in range(connections):
+                opened.append(engine.connect())
+        finally:
+            for conn in opened:
+                conn.close()
+
+    def halt(self) -> None:
+        self.executor.halted = True
+
+    def join(self, timeout: float) -> int:
+        return 0  # what the app still serves is waited for by the shutdown call
+
+    def dispose(self) -> None:
+        self.executor.engine.dispose()
+
+    def collect_garbage(self) -> None:
+        gc.collect()
 
 
 def _tokens_note(tokens: Tokens, capacity: int | None) -> str:

@@ -48,6 +48,7 @@ from . import interrupts
 from .faults import FaultSchedule, check_supported
 from .poolside import PoolSide, build_pool_side, engine_kind
 from .readings import GroupHistograms, PoolReading, PoolTotals
+from .requests import GroupPlan
 from .sampler import SERVER_WAIT_S, ServerWatch, Timeline
 from .saturation import client_load
 
@@ -248,10 +249,11 @@ class _Run:
 
     def _pools(self) -> Pools:
         if self.scenario.app is not None and self.scenario.app.served:
+            from ..app.client import ClientPools
             from ..app.serve import serve_main
             from .fleet import FleetPools
 
-            return FleetPools(
+            app = FleetPools(
                 self.scenario,
                 self.target,
                 self.app_name,
@@ -261,6 +263,15 @@ class _Run:
                 child_main=serve_main,
                 name="app",
             )
+            try:
+                backend = self.target.backend
+                plans = [
+                    GroupPlan.build(i, g, backend) for i, g in enumerate(self.scenario.workload)
+                ]
+                return ClientPools(self.scenario, app, backend, self.target.scrub, plans)
+            except BaseException:
+                app.close()
+                raise
         if self.processes > 1:
             from .fleet import FleetPools
 

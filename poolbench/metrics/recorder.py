@@ -13,6 +13,7 @@ from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from itertools import repeat, starmap
+from typing import Any
 
 from ..result import ERROR_KINDS, ErrorExample, ErrorKindStats
 from .histogram import LatencyHistogram, percentile_of_counts
@@ -124,6 +125,10 @@ class Recorder:
             self._records.append((group, outcome, wait_us, hold_us, leaked))
         else:
             self._records.append((group, outcome, wait_us, hold_us, leaked, error))  # type: ignore[arg-type]
+
+    def extend(self, records: list[tuple[Any, ...]]) -> None:
+        """Records made elsewhere (app/client.py's, in poolbench's process), as if here."""
+        self._records.extend(records)
 
     def note_leak(self) -> int:
         with self._leak_lock:
