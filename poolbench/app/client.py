@@ -14,9 +14,7 @@ side takes its snapshot of who holds the connections then.
 from __future__ import annotations
 
 import threading
-from collections import deque
 from collections.abc import Callable
-from itertools import repeat, starmap
 from typing import Any
 
 from ..db.backends import Backend
@@ -26,35 +24,10 @@ from ..engine.peaks import Peak
 from ..engine.poolside import share_of
 from ..engine.readings import PoolReading, PoolTotals
 from ..engine.requests import GroupPlan, RecordsFailures, Worker
-from ..metrics.recorder import ErrorLog
+from ..metrics.recorder import Recorder
 from ..result import ProcessInfo
 from ..scenario.model import Phase, Scenario
 from .http_load import HttpLoad
-
-
-class _Records:
-    """The recorder's worker-facing side, keeping the records for the app's process."""
-
-    def __init__(self) -> None:
-        self._records: deque[tuple[Any, ...]] = deque()
-        self.errors = ErrorLog()  # only its first timeout is used here
-        self.leaks = 0
-
-    def finished(
-        self,
-        group: int,
-        outcome: int,
-        wait_us: int,
-        hold_us: int,
-        leaked: bool = False,
-        error: tuple[str, str | None, str, float] | None = None,
-        http: tuple[str, int] | None = None,
-    ) -> None:
-        self._records.append((group, outcome, wait_us, hold_us, leaked, error, http))
-
-    def take(self) -> list[tuple[Any, ...]]:
-        """Every record so far, oldest first (safe while load threads keep appending)."""
-        return list(starmap(self._records.popleft, repeat((), len(self._records))))
 
 
 class HttpClientExecutor(RecordsFailures):
@@ -71,7 +44,7 @@ class HttpClientExecutor(RecordsFailures):
         self.backend = backend
         self.scrub = scrub
         self.on_first_timeout = on_first_timeout
-        self.recorder = _Records()  # type: ignore[assignment]
+        self.recorder = Recorder()  # its records go to the app's process (ClientPools)
         self.started_at = 0.0
         self.halted = False
         self.timer = None
@@ -122,7 +95,7 @@ class ClientPools:
     def _feed(self) -> None:
         """Hand the app's process every record so far (and the open loop's counts)."""
         with self._feed_lock:
-            records = self.executor.recorder.take()  # type: ignore[attr-defined]
+            records = self.executor.recorder.take()
             self.app._call("feed", (records, self.driver.dropped, self.driver.late))
 
     # -- the Pools protocol -------------------------------------------------------------------

@@ -32,6 +32,7 @@ from typing import Any
 from .. import errors
 from ..db.target import scrub
 from ..engine.fleet import ChildSpec, serve_calls
+from ..engine.load import prefill
 from ..engine.poolside import build_pool_side
 from .asgi import PoolAtRequest, Tokens, watch_checkouts
 from .binding import bound_app, import_object
@@ -206,14 +207,7 @@ class FedDriver:
         self._waiting().reset()
 
     def prefill(self, connections: int) -> None:
-        engine = self.executor.engine
-        opened = []
-        try:
-            for _ in range(connections):
-                opened.append(engine.connect())
-        finally:
-            for conn in opened:
-                conn.close()
+        prefill(self.executor.engine, connections)
 
     def halt(self) -> None:
         self.executor.halted = True

@@ -24,6 +24,7 @@ import random
 import threading
 from collections.abc import Sequence
 from time import perf_counter
+from typing import Any
 
 from ..scenario.model import Phase
 from .interrupts import join_all
@@ -52,6 +53,17 @@ class GroupPicker:
             return self.only
         index = bisect.bisect_right(self._cumulative, rng.random() * self._total)
         return self.plans[min(index, len(self.plans) - 1)]
+
+
+def prefill(engine: Any, connections: int) -> None:
+    """Open ``connections`` connections at once and give them back."""
+    opened = []
+    try:
+        for _ in range(connections):
+            opened.append(engine.connect())
+    finally:
+        for conn in opened:
+            conn.close()
 
 
 class _Driver:
@@ -123,15 +135,7 @@ class _Driver:
         raise NotImplementedError
 
     def prefill(self, connections: int) -> None:
-        """Open ``connections`` connections at once and give them back."""
-        engine = self.executor.engine
-        opened = []
-        try:
-            for _ in range(connections):
-                opened.append(engine.connect())
-        finally:
-            for conn in opened:
-                conn.close()
+        prefill(self.executor.engine, connections)
 
     def halt(self) -> None:
         """Stop sending requests: in-flight ones end without being recorded, sleepers wake."""

@@ -135,12 +135,16 @@ class Recorder:
             self.leaks += 1
             return self.leaks
 
+    def take(self) -> list[tuple[Any, ...]]:
+        """Every record so far, oldest first, as recorded (safe while workers keep
+        appending: it takes exactly the records present when it starts). In C (make
+        bench): every record is popped without a bytecode of ours."""
+        return list(starmap(self._records.popleft, repeat((), len(self._records))))
+
     def drain(self) -> list[tuple[int, int, int, int, bool]]:
-        """Everything recorded so far, oldest first (safe while workers keep appending:
-        it takes exactly the records present when it starts)."""
-        # both loops in C (make bench): every record is popped and measured without a
-        # bytecode of ours; only a failed request's record (six fields) is looked at
-        records = list(starmap(self._records.popleft, repeat((), len(self._records))))
+        """Every record so far (:meth:`take`), its error and HTTP facts logged: only a
+        failed request's record (six fields) or an HTTP one (seven) is looked at."""
+        records = self.take()
         if records and max(map(len, records)) > 5:
             record_error = self.errors.record
             for record in records:
