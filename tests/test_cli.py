@@ -430,6 +430,7 @@ def test_a_scenario_folder_runs_its_scenario_yaml_and_is_listed(tmp_path, monkey
     assert bundled_scenarios()["fastapi-get-db"].name == "scenario.yaml"
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("POOLBENCH_URL", raising=False)
+    monkeypatch.delitem(sys.modules, "fastapi_streaming_app", raising=False)  # imported anew
     listing = CliRunner().invoke(main, ["scenarios"]).output
     line = next(line for line in listing.splitlines() if "fastapi-streaming" in line)
     assert "No leak, and still every connection out" in line
