@@ -286,3 +286,27 @@ def test_leak_detection_names_the_line_of_the_coroutine_that_checked_out(tmp_pat
     assert s.leaks.holders_at_first_timeout
     assert s.leaks.holders_at_first_timeout[0].site.endswith(f"{name}.py:5 in forgetful")
     assert s.server.connections_at_exit == 0
+
+
+@pytest.mark.postgres
+def test_a_cancellable_request_runs_the_groups_task_not_its_query(tmp_path, pg_url):
+    """cancel_after with a task: the handler runs (its error is the request's), as
+    without cancel_after; the group's default query is never the work."""
+    from poolbench.db.target import Target, parse_url
+    from poolbench.engine.runner import run_scenario
+    from poolbench.scenario import load_scenario
+
+    name = f"asynccancel_{abs(hash(str(tmp_path)))}"
+    (tmp_path / f"{name}.py").write_text(ASYNC_TASKS)
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "name: t\nengine: async\npool: {pool_size: 2, max_overflow: 0, pool_timeout: 3s}\n"
+        f'workload: {{task: "{name}:work", api: session, cancel_after: 5s, think: 5ms}}\n'
+        "load: {workers: 2}\nduration: 1s\n"
+    )
+    url = _as(pg_url, "asyncpg").render_as_string(hide_password=False)
+    s = run_scenario(load_scenario(path), Target(parse_url(url, "t"), "--url")).summary
+    assert s.ok > 5
+    other = s.errors["other"]
+    assert other.count >= 1 and other.examples[0].message == "ValueError: every fifth request fails"
+    assert s.server.connections_at_exit == 0

@@ -164,6 +164,33 @@ class TaskCheckoutTimer:
         return self._waits.pop(asyncio.current_task(), 0.0)
 
 
+async def _work(plan: GroupPlan, worker: Worker, executor: Any) -> None:
+    """What a request does while it holds its connection, cancellable or not: the user's
+    handler (``async def handler(session)``; a plain def works too) or the query, then its
+    CPU, its hold and an injected error."""
+    if plan.task is not None:
+        returned = plan.task(executor)
+        if inspect.isawaitable(returned):
+            await returned
+    else:
+        result = await executor.execute(plan.query)
+        if plan.returns_rows is None:
+            plan.returns_rows = result.returns_rows
+        if plan.returns_rows:
+            result.all()
+    if plan.extras:  # cpu, a hold or injected errors
+        if plan.cpu:
+            burn(plan.cpu)  # blocks the event loop: every other request waits
+        if plan.has_hold:
+            seconds = plan.hold(worker.rng)
+            if plan.sleep_sql is not None:
+                (await executor.execute(plan.sleep_sql, {"seconds": seconds})).all()
+            else:
+                await asyncio.sleep(seconds)
+        if plan.error_rate and worker.rng.random() < plan.error_rate:
+            raise InjectedError(f"injected application error in group {plan.group.label!r}")
+
+
 class AsyncRequestExecutor(RecordsFailures):
     """Runs one request of a group on the event loop and reports it to the recorder."""
 
@@ -232,28 +259,7 @@ class AsyncRequestExecutor(RecordsFailures):
 
         failure: BaseException | None = None
         try:
-            executor = holder if plan.uses_session else conn
-            if plan.task is not None:
-                # the user's handler: async def handler(session) (a plain def works too)
-                returned = plan.task(executor)
-                if inspect.isawaitable(returned):
-                    await returned
-            else:
-                result = await executor.execute(plan.query)
-                if plan.returns_rows is None:
-                    plan.returns_rows = result.returns_rows
-                if plan.returns_rows:
-                    result.all()
-            if plan.cpu:
-                burn(plan.cpu)  # blocks the event loop: every other request waits
-            if plan.has_hold:
-                seconds = plan.hold(worker.rng)
-                if plan.sleep_sql is not None:
-                    (await executor.execute(plan.sleep_sql, {"seconds": seconds})).all()
-                else:
-                    await asyncio.sleep(seconds)
-            if plan.error_rate and worker.rng.random() < plan.error_rate:
-                raise InjectedError(f"injected application error in group {plan.group.label!r}")
+            await _work(plan, worker, holder if plan.uses_session else conn)
         except Exception as exc:
             failure = exc.with_traceback(None)
         if failure is None and plan.closes:
@@ -420,21 +426,7 @@ class AsyncRequestExecutor(RecordsFailures):
 
     async def _body(self, worker: Worker, plan: GroupPlan, flight: Flight, executor: Any) -> None:
         try:
-            result = await executor.execute(plan.query)
-            if plan.returns_rows is None:
-                plan.returns_rows = result.returns_rows
-            if plan.returns_rows:
-                result.all()
-            if plan.cpu:
-                burn(plan.cpu)
-            if plan.has_hold:
-                seconds = plan.hold(worker.rng)
-                if plan.sleep_sql is not None:
-                    (await executor.execute(plan.sleep_sql, {"seconds": seconds})).all()
-                else:
-                    await asyncio.sleep(seconds)
-            if plan.error_rate and worker.rng.random() < plan.error_rate:
-                raise InjectedError(f"injected application error in group {plan.group.label!r}")
+            await _work(plan, worker, executor)
         except BaseException:  # an error or the cancellation: the failure path
             flight.failed = True
             raise
