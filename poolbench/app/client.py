@@ -21,7 +21,6 @@ from ..db.backends import Backend
 from ..engine.fleet import FleetPools
 from ..engine.load import driver_for
 from ..engine.peaks import Peak
-from ..engine.poolside import share_of
 from ..engine.readings import PoolReading, PoolTotals
 from ..engine.requests import GroupPlan, RecordsFailures, Worker
 from ..metrics.recorder import Recorder
@@ -70,9 +69,8 @@ class ClientPools:
         plans: list[GroupPlan],
     ) -> None:
         self.app = app
-        self.scenario = scenario
         self._feed_lock = threading.Lock()
-        base_url, timeout_s = app._call("client")[0]
+        base_url, timeout_s = app.call("client")[0]
         self.http = HttpLoad(base_url, timeout_s)
         self.executor = HttpClientExecutor(self.http, backend, scrub, self._first_timeout)
         self.stop = threading.Event()
@@ -90,13 +88,13 @@ class ClientPools:
         )
 
     def _first_timeout(self, t_s: float, message: str, leaks: int) -> None:
-        self.app._call("first_timeout", (t_s, message))
+        self.app.call("first_timeout", (t_s, message))
 
     def _feed(self) -> None:
         """Hand the app's process every record so far (and the open loop's counts)."""
         with self._feed_lock:
             records = self.executor.recorder.take()
-            self.app._call("feed", (records, self.driver.dropped, self.driver.late))
+            self.app.call("feed", (records, self.driver.dropped, self.driver.late))
 
     # -- the Pools protocol -------------------------------------------------------------------
 
@@ -106,7 +104,7 @@ class ClientPools:
         self.driver.start(t0)
 
     def set_phase(self, phase: Phase) -> None:
-        self.driver.set_phase(share_of(phase, (0, 1)))
+        self.driver.set_phase(phase)  # one client: the whole phase
 
     def prefill(self, connections: int) -> None:
         self.app.prefill(connections)

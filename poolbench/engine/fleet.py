@@ -187,6 +187,11 @@ class FleetPools:
                 conn.send((name, arg))
             return [self._receive(i, timeout) for i in range(len(self._conns))]
 
+    def call(self, name: str, arg: Any = None) -> list[Any]:
+        """A call of its own to every process (an app's process answers more than the
+        Pools calls: app/serve.py); their answers, in process order."""
+        return self._call(name, arg)
+
     def _listen(self) -> None:
         while not self._closed:
             try:

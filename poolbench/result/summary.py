@@ -134,10 +134,6 @@ class HttpEndpoint(Record):
     pool_timeouts: int
     latency_ms: Percentiles
 
-    @property
-    def server_errors(self) -> int:
-        return sum(n for status, n in self.statuses.items() if status.startswith("5"))
-
 
 @dataclass
 class PoolEvents(Record):
