@@ -7,6 +7,7 @@ import os
 import textwrap
 
 import pytest
+import sqlalchemy as sa
 
 import poolbench
 from poolbench.scenario import load_scenario
@@ -364,3 +365,26 @@ def test_the_http_client_runs_outside_the_apps_process(tmp_path, pg_url, monkeyp
     pids = {line.split()[0] for line in lines}
     assert pids and str(os.getpid()) not in pids  # served in a process of its own
     assert not any("poolbench-worker" in line for line in lines)  # and driven from here
+
+
+def test_serving_an_app_on_an_async_engine_is_refused_in_one_line(tmp_path, pg_url, monkeypatch):
+    """Not built yet: one line naming the key, not a crash in the app's process (nor SQL
+    sent where HTTP was asked for)."""
+    pytest.importorskip("asyncpg")
+    from poolbench.errors import ScenarioError
+
+    url = sa.make_url(pg_url).set(drivername="postgresql+asyncpg")
+    monkeypatch.setenv("POOLBENCH_TEST_PG_URL", url.render_as_string(hide_password=False))
+    module = f"poolbench_async_app_{next(_names)}"
+    (tmp_path / f"{module}.py").write_text(
+        "import os\nfrom fastapi import FastAPI\n"
+        "from sqlalchemy.ext.asyncio import create_async_engine\n"
+        'engine = create_async_engine(os.environ["POOLBENCH_TEST_PG_URL"])\napp = FastAPI()\n'
+    )
+    path = tmp_path / "a.yaml"
+    path.write_text(
+        f"name: a\napp: {{engine: {module}:engine, asgi: {module}:app}}\n"
+        "workload: {http: {path: /}}\nload: {workers: 1}\nduration: 1s\n"
+    )
+    with pytest.raises(ScenarioError, match=r"a\.yaml:2: app\.asgi: serving an app whose engine"):
+        load_scenario(path)

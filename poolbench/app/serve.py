@@ -122,9 +122,8 @@ def serve_main(conn: Any, events: Any, spec: ChildSpec) -> None:
                     on_first_timeout=first_timeout,
                     verbose=spec.verbose,
                     app=bound.app,
-                    http=client,  # the requests' checkouts are timed at the pool
+                    driver_factory=FedDriver,  # no load here: app/client.py sends it
                 )
-                side.driver = FedDriver(side.driver.executor)  # type: ignore[attr-defined]
                 watch_checkouts(bound.app.engine, tokens)
             except Exception as exc:
                 conn.send(("error", type(exc).__name__, str(exc)))

@@ -443,7 +443,7 @@ def build_pool_side(
     verbose: bool = False,
     engine_factory: EngineFactory = build_engine,
     app: AppEngine | None = None,
-    http: Any = None,
+    driver_factory: Callable[[RequestExecutor], LoadDriver] | None = None,
 ) -> PoolSide:
     """The pool side of ``scenario`` (process ``share[0]`` of ``share[1]``): threaded on an
     ``Engine``, or one event loop on an ``AsyncEngine`` (:func:`engine_kind`). With ``app``,
@@ -508,10 +508,15 @@ def build_pool_side(
         executor.checkout_peak = measures.watch.peak_checked_out
     if app is not None:
         executor.Session = app.factory  # the app's own Session class (SQLModel's too)
-    executor.http = http
-    if http is not None or any(g.api in ("sessionmaker", "dependency") for g in scenario.workload):
-        # tasks open their own sessions: time every checkout at the pool instead
+    if driver_factory is not None or any(
+        g.api in ("sessionmaker", "dependency") for g in scenario.workload
+    ):
+        # code poolbench does not drive checks out (tasks that open their own sessions,
+        # an app serving HTTP): time every checkout at the pool instead
         executor.timer = CheckoutTimer(engine)
+    if driver_factory is not None:  # the load runs elsewhere (app/serve.py)
+        keepalive_ = _keepalive(scenario, engine, stop)
+        return PoolSide(engine, driver_factory(executor), measures, keepalive_, share, verbose)
     index, count = share
     seed = None if scenario.seed is None else scenario.seed + 7_919 * index
     threads = max(share_of(p, share).workers or 0 for p in scenario.effective_phases())
@@ -525,9 +530,10 @@ def build_pool_side(
         seed=seed,
         stop=stop,
     )
-    keepalive = (
-        KeepAliveJob(sync_ping(engine, scenario.keepalive.query), scenario.keepalive.every, stop)
-        if scenario.keepalive is not None
-        else None
-    )
-    return PoolSide(engine, driver, measures, keepalive, share, verbose)
+    return PoolSide(engine, driver, measures, _keepalive(scenario, engine, stop), share, verbose)
+
+
+def _keepalive(scenario: Scenario, engine: Engine, stop: threading.Event) -> KeepAliveJob | None:
+    if scenario.keepalive is None:
+        return None
+    return KeepAliveJob(sync_ping(engine, scenario.keepalive.query), scenario.keepalive.every, stop)

@@ -257,8 +257,8 @@ def _leak_sites(parts: Sequence[Any], name: str) -> list[LeakSite]:
 
 @dataclass
 class EndpointTotals:
-    """One HTTP endpoint's responses, as app/http_load.py's client counted them; the
-    latency as ``{micros: how many}``, merged exactly by adding."""
+    """One HTTP endpoint's responses, as its requests' records told them (the recorder's
+    HttpLog); the latency as ``{micros: how many}``, merged exactly by adding."""
 
     name: str
     statuses: dict[str, int]
@@ -313,7 +313,7 @@ class PoolTotals:
     # checkouts that blocked in the pool's queue (no idle connection, no room to open one)
     queued: int = field(metadata=by(summed), default=0)
     connect: dict[int, int] = field(metadata=by(_histogram), default_factory=dict)  # {µs: n}
-    # lines for the summary's notes (an app's pool as found, its HTTP endpoints)
+    # lines for the summary's notes (an app's pool as found, its output, its threadpool)
     notes: list[str] = field(metadata=by(_concatenated), default_factory=list)
     # per HTTP endpoint (app mode over HTTP)
     endpoints: list[EndpointTotals] = field(metadata=by(_endpoints), default_factory=list)

@@ -72,7 +72,6 @@ class GroupPlan:
     uses_session: bool = True  # api: session (else a Connection)
     own_sessions: bool = False  # api: sessionmaker: the task opens its own sessions
     dependency: bool = False  # api: dependency: the task is a get_db-style generator
-    sends_http: bool = False  # http: the request goes to the app over HTTP (app/http_load.py)
     closes: bool = True  # session: closed
     error_rate: float = 0.0
     cpu: float = 0.0  # seconds of busy loop while holding the connection
@@ -81,7 +80,6 @@ class GroupPlan:
 
     def __post_init__(self) -> None:
         # flags the hot path (RequestExecutor.run) tests once instead of one by one
-        self.not_driven = self.sends_http or self.own_sessions
         self.extras = bool(self.cpu or self.has_hold or self.error_rate)
 
     @classmethod
@@ -104,7 +102,6 @@ class GroupPlan:
             uses_session=group.api == "session",
             own_sessions=group.api in ("sessionmaker", "dependency"),
             dependency=group.api == "dependency",
-            sends_http=group.http is not None,
             closes=group.session == "closed",
             error_rate=group.error_rate,
             cpu=group.cpu,
@@ -274,7 +271,6 @@ class RequestExecutor(RecordsFailures):
         self.scrub = scrub
         self.on_first_timeout = on_first_timeout
         self.timer: CheckoutTimer | None = None
-        self.http: Any = None  # app/http_load.py's HttpLoad, for groups with http:
         self.waiting = Peak()  # callers in checkout now, and their peak (engine/peaks.py)
         # the pool's checked-out peak, read here after each checkout where poolbench's
         # requests are the pool's only checkouts (else None: a checkout listener keeps it)
@@ -287,11 +283,8 @@ class RequestExecutor(RecordsFailures):
     def run(self, worker: Worker, plan: GroupPlan) -> None:
         # The hot path: every line here is paid by every request, so flags are read from
         # the plan rather than recomputed (see make bench for what this costs).
-        if plan.not_driven:  # the request's checkouts are not poolbench's to make
-            if plan.sends_http:
-                self.http.run(self, plan)
-            else:
-                self._run_own_sessions(plan, worker)
+        if plan.own_sessions:  # the task makes its checkouts itself
+            self._run_own_sessions(plan, worker)
             return
         if plan.uses_session:
             holder: Any = self.Session()

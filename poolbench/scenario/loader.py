@@ -223,12 +223,25 @@ def _check_app(
         if spec is None:
             continue
         try:
-            find_engine(spec, base_dir) if key == "engine" else import_object(spec, base_dir)
+            found = (
+                find_engine(spec, base_dir) if key == "engine" else import_object(spec, base_dir)
+            )
         except (ImportError, AttributeError, TypeError) as exc:
             loc = ("app", key)
             raise ScenarioError(
                 source, str(exc), path=_format_loc(loc), line=_line_of(root, loc)
             ) from None
+        if key == "engine" and app.served and found.async_engine is not None:
+            # the app's process would have to close the async pool on the server's own
+            # event loop; until it does, say so rather than measure something else
+            loc = ("app", "asgi" if app.asgi else "wsgi")
+            raise ScenarioError(
+                source,
+                "serving an app whose engine is an AsyncEngine over HTTP is not supported "
+                "yet; measure its engine with app.engine and an async task (docs/app.md)",
+                path=_format_loc(loc),
+                line=_line_of(root, loc),
+            )
 
 
 def _check_threads(
